@@ -6,6 +6,14 @@ CLI maps it to: 2 for bad usage or configuration, 1 for data or runtime problems
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class IcecubeError(Exception):
     """Base class of every error raised on purpose by icecube-cloud."""
@@ -28,6 +36,9 @@ class ConfigError(IcecubeError):
         self.reason = reason
         super().__init__(f"config key {key!r}: {reason}" if key else f"config: {reason}")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str | None, str]]:
+        return (type(self), (self.key, self.reason))
+
 
 class DataError(IcecubeError):
     """The data (products, items, catalog content) cannot make a correct cube."""
@@ -45,6 +56,10 @@ class ProductError(DataError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[ProductError], tuple[str, str]]:
+        # Errors cross process boundaries (dask workers -> client); keep them reconstructible.
+        return (type(self), (self.path, self.reason))
 
 
 class CatalogError(DataError):
@@ -77,6 +92,9 @@ class ShapeMismatchError(SelectionError):
             "coregistered stack:\n" + "\n".join(lines)
         )
 
+    def __reduce__(self) -> tuple[type[ShapeMismatchError], tuple[dict[str, tuple[int, int]]]]:
+        return (type(self), (self.shapes,))
+
 
 class BuildError(IcecubeError):
     """A cube build failed while reading sources or writing chunks."""
@@ -88,3 +106,28 @@ class IcecubeWarning(UserWarning):
 
 class IgnoredConfigKeyWarning(IcecubeWarning):
     """A config key from the original icecube that is accepted but has no effect."""
+
+
+class UsageError(IcecubeError):
+    """The command was asked for something it cannot do as given (e.g. an output that exists)."""
+
+    exit_code = 2
+
+
+def portable_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Make a worker task's icecube errors arrive intact at the client.
+
+    dask ships a task's exception together with its chain of causes; a cause from a C library (GDAL,
+    HDF5) may not survive that trip, and dask then downgrades the whole error to a bare ``Exception``.
+    The message of our errors already names the file and the reason, so the chain is dropped here.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except IcecubeError as err:
+            detached = copy.copy(err)
+        raise detached from None
+
+    return wrapper

@@ -1,1 +1,27 @@
-"""icecube-cloud."""
+"""Pixel readers: one :class:`Reader` Protocol, one implementation per file format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from icecube_cloud.errors import BuildError
+from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.read.protocol import Reader, Window
+from icecube_cloud.read.rasterio_reader import RasterioReader
+
+if TYPE_CHECKING:
+    from icecube_cloud.plan import SourceRef
+
+__all__ = ["RasterioReader", "Reader", "Window", "open_reader"]
+
+
+def open_reader(source: SourceRef, *, storage_options: Mapping[str, Any] | None = None) -> Reader:
+    """The reader for a planned source, chosen by its file format."""
+    if source.format in (ProductFormat.LEGACY_GRD, ProductFormat.GRD_COG):
+        return RasterioReader(
+            source.href, orientation=source.orientation, band=1, storage_options=storage_options
+        )
+    raise BuildError(
+        f"{source.item_id}: {source.format.value} cubes are not supported yet (SLC: issue #4)"
+    )

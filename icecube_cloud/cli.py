@@ -1,0 +1,228 @@
+"""The ``icecube-cloud`` command line (SPEC §5).
+
+Exit codes: 0 success, 2 bad usage or config, 1 data or runtime error. Errors print one clear message
+naming the file, item or key; ``--verbose`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from icecube_cloud.errors import IcecubeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliProgress:
+    """Draws progress on stderr: an updating line on terminals, one line per stage otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._last: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` for ``stage``."""
+        if self.quiet:
+            return
+        now = time.monotonic()
+        finished = done >= total
+        if self.tty:
+            end = "\n" if finished else ""
+            click.echo(f"\r{stage}: {done}/{total}", err=True, nl=False)
+            if end:
+                click.echo("", err=True)
+        elif finished or now - self._last.get(stage, 0.0) > 5.0:
+            self._last[stage] = now
+            click.echo(f"{stage}: {done}/{total}", err=True)
+
+
+def _storage_options() -> dict[str, Any]:
+    """Fsspec options from the environment (credentials stay in the environment, s3fs reads them)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    return {"endpoint_url": endpoint} if endpoint else {}
+
+
+def _run(fn: Callable[[], None], verbose: bool) -> None:
+    try:
+        fn()
+    except IcecubeError as err:
+        if verbose:
+            logging.getLogger(__name__).exception("failed")
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+
+
+def _common(f: F) -> F:
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress output.")(f)
+    f = click.option("--verbose", "-v", is_flag=True, help="Log details and tracebacks.")(f)
+    return f
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="icecube-cloud")
+def cli() -> None:
+    """Build datacubes of ICEYE SAR time series from STAC catalogs."""
+
+
+@cli.group()
+def catalog() -> None:
+    """Register products in a catalog."""
+
+
+@catalog.command("ingest")
+@click.argument("sources", nargs=-1, required=True)
+@click.option(
+    "--stac-url", required=True, help="Static catalog (folder, catalog.json, s3://) to write to."
+)
+@_common
+def ingest_cmd(sources: Sequence[str], stac_url: str, quiet: bool, verbose: bool) -> None:
+    """Register ICEYE products (files, folders, s3:// prefixes) as STAC items."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.ingest import ingest
+
+        result = ingest(
+            list(sources), stac_url, storage_options=_storage_options(), progress=CliProgress(quiet)
+        )
+        n_added, n_updated = len(result.added), len(result.updated)
+        click.echo(
+            f"{stac_url}: {n_added} added, {n_updated} updated ({n_added + n_updated} products)"
+        )
+
+    _run(run, verbose)
+
+
+@cli.command("search")
+@click.option("--stac-url", required=True, help="Static catalog or STAC API root.")
+@click.option("--config", "config_path", required=True, help="Cube config JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@_common
+def search_cmd(stac_url: str, config_path: str, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """List the products a build would use, and the time axis."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.build import plan_cube
+
+        plan = plan_cube(stac_url, config_path, storage_options=_storage_options())
+        if as_json:
+            click.echo(json.dumps(plan.to_dict(), indent=2))
+        else:
+            click.echo(str(plan))
+
+    _run(run, verbose)
+
+
+@cli.command("build")
+@click.option("--stac-url", required=True, help="Static catalog or STAC API root.")
+@click.option("--config", "config_path", required=True, help="Cube config JSON.")
+@click.option("--out", required=True, help="Output Zarr location (path or s3:// URL).")
+@click.option("--format", "fmt", type=click.Choice(["zarr"]), default="zarr", show_default=True)
+@click.option("--scheduler", default=None, help="Existing dask scheduler (tcp://host:port).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing cube at --out.")
+@_common
+def build_cmd(
+    stac_url: str,
+    config_path: str,
+    out: str,
+    fmt: str,
+    scheduler: str | None,
+    workers: int | None,
+    overwrite: bool,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Build a Zarr cube from the products a config selects."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.build import build_cube
+
+        result = build_cube(
+            stac_url,
+            config_path,
+            out,
+            storage_options=_storage_options(),
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
+            progress=CliProgress(quiet),
+        )
+        plan = result.plan
+        click.echo(
+            f"{out}: {len(plan.slices)} time slices ({plan.n_gaps} gaps), {plan.variable} "
+            f"{plan.shape[0]}x{plan.shape[1]} {plan.dtype}, {result.chunks_written} chunks, "
+            f"{result.nbytes / 2**20:.1f} MiB in {result.seconds:.1f} s"
+        )
+
+    _run(run, verbose)
+
+
+@cli.command("info")
+@click.argument("cube")
+@_common
+def info_cmd(cube: str, quiet: bool, verbose: bool) -> None:
+    """Describe a cube: dims, variables, time axis, provenance, completeness."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.cube import cube_info, open_cube
+
+        click.echo(cube_info(open_cube(cube, storage_options=_storage_options()), cube))
+
+    _run(run, verbose)
+
+
+@cli.command("demo")
+@click.option(
+    "--workdir", default="demo", show_default=True, help="Folder for products, catalog and cube."
+)
+@click.option("--images", type=click.IntRange(min=6), default=8, show_default=True)
+@click.option(
+    "--size",
+    type=click.IntRange(min=16),
+    default=1024,
+    show_default=True,
+    help="Image edge (pixels).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None)
+@_common
+def demo_cmd(
+    workdir: str, images: int, size: int, workers: int | None, quiet: bool, verbose: bool
+) -> None:
+    """Synthesise an ICEYE GRD stack, catalog it, build a cube and summarise it."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.demo import run_demo
+
+        click.echo(
+            run_demo(
+                workdir, images=images, size=size, workers=workers, progress=CliProgress(quiet)
+            )
+        )
+
+    _run(run, verbose)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="icecube-cloud")

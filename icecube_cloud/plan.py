@@ -1,0 +1,332 @@
+"""The plan: a pure, printable description of the cube a build will write.
+
+A plan is made from STAC items and the selected time axis without reading a pixel. It fixes the time
+axis, which product fills which time slice, the per-time coordinates, the variable's shape, dtype,
+chunking and compression, and the provenance attributes. The writer executes it; tests and notebooks
+can inspect it first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pystac
+
+from icecube_cloud.errors import BuildError, CatalogError, SelectionError, ShapeMismatchError
+from icecube_cloud.products.model import Orientation, ProductFormat, ProductLevel
+from icecube_cloud.read.protocol import Window
+from icecube_cloud.selection import TimeAxis
+from icecube_cloud.stac.items import (
+    item_band_dtypes,
+    item_data_href,
+    item_format,
+    item_physical_shape,
+)
+
+DEFAULT_CHUNK = 1024
+"""Default azimuth/range chunk edge: 1024² uint16 = 2 MiB raw per chunk, a size object stores serve
+efficiently, that ML loaders can read as patches, and that keeps one task's memory small."""
+
+
+@dataclass(frozen=True)
+class Compression:
+    """The Zarr codec used for the pixel variable (Blosc with zstd and bit-shuffle by default)."""
+
+    cname: Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"] = "zstd"
+    """Blosc inner compressor."""
+    clevel: int = 3
+    """Compression level: 3 balances speed (I/O bound builds) and size."""
+    shuffle: Literal["noshuffle", "shuffle", "bitshuffle"] = "bitshuffle"
+    """Bit-shuffle groups the slowly varying high bits of SAR amplitudes together."""
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where one time slice's pixels come from."""
+
+    item_id: str
+    """STAC item id of the product."""
+    href: str
+    """URL of the data file."""
+    format: ProductFormat
+    """File flavour (selects the reader)."""
+    orientation: Orientation
+    """File layout."""
+    shape: tuple[int, int]
+    """Physical (azimuth, range) shape according to the catalog."""
+
+
+@dataclass(frozen=True)
+class SliceCoords:
+    """Per-time coordinate values of one image, read from its STAC item."""
+
+    acquisition_start: datetime
+    acquisition_end: datetime
+    incidence_angle: float
+    orbit_state: str
+    observation_direction: str
+    polarization: str
+    platform: str
+    product_id: str
+    calibration_factor: float
+
+
+@dataclass(frozen=True)
+class PlannedSlice:
+    """One step of the time axis: an image, or a gap (``source is None``)."""
+
+    time: datetime
+    """Time label (acquisition end, or bin start with temporal bins)."""
+    source: SourceRef | None = None
+    """The product filling this slice; ``None`` for a gap."""
+    coords: SliceCoords | None = None
+    """Per-time coordinates; ``None`` for a gap."""
+
+    @property
+    def valid(self) -> bool:
+        """Whether the slice holds an image."""
+        return self.source is not None
+
+
+@dataclass(frozen=True)
+class CubePlan:
+    """Everything a build writes, decided before any pixel is read."""
+
+    product_level: ProductLevel
+    """GRD (amplitude cube) or SLC (complex cube)."""
+    variable: str
+    """Name of the pixel variable: ``amplitude`` or ``slc``."""
+    dtype: str
+    """NumPy dtype of the pixel variable."""
+    shape: tuple[int, int]
+    """(azimuth, range) size of every image."""
+    chunks: tuple[int, int]
+    """(azimuth, range) chunk edges; the time chunk is always 1 (one image per chunk)."""
+    slices: tuple[PlannedSlice, ...]
+    """The time axis, ascending."""
+    compression: Compression = field(default_factory=Compression)
+    """Codec of the pixel variable."""
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    """Provenance attributes written at the cube root (config, search, catalog URL)."""
+
+    @property
+    def times(self) -> tuple[datetime, ...]:
+        """The time labels."""
+        return tuple(s.time for s in self.slices)
+
+    @property
+    def n_gaps(self) -> int:
+        """Number of gap slices."""
+        return sum(not s.valid for s in self.slices)
+
+    @property
+    def chunk_grid(self) -> tuple[int, int]:
+        """Number of chunks along (azimuth, range)."""
+        return (
+            math.ceil(self.shape[0] / self.chunks[0]),
+            math.ceil(self.shape[1] / self.chunks[1]),
+        )
+
+    @property
+    def n_chunks(self) -> int:
+        """Pixel chunks the build writes (gap slices write none)."""
+        naz, nrg = self.chunk_grid
+        return (len(self.slices) - self.n_gaps) * naz * nrg
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed bytes of pixels the build writes."""
+        return (
+            (len(self.slices) - self.n_gaps)
+            * self.shape[0]
+            * self.shape[1]
+            * np.dtype(self.dtype).itemsize
+        )
+
+    def windows(self) -> Iterator[Window]:
+        """The chunk windows of one image, row-major."""
+        (ca, cr), (az, rg) = self.chunks, self.shape
+        for a0 in range(0, az, ca):
+            for r0 in range(0, rg, cr):
+                yield Window(a0, min(a0 + ca, az), r0, min(r0 + cr, rg))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-able data (for ``icecube-cloud search --json`` and notebooks)."""
+
+        def iso(t: datetime) -> str:
+            return t.isoformat().replace("+00:00", "Z")
+
+        return {
+            "product_level": self.product_level,
+            "variable": self.variable,
+            "dtype": self.dtype,
+            "shape": {"time": len(self.slices), "azimuth": self.shape[0], "range": self.shape[1]},
+            "chunks": {"time": 1, "azimuth": self.chunks[0], "range": self.chunks[1]},
+            "compression": dataclasses.asdict(self.compression),
+            "n_chunks": self.n_chunks,
+            "nbytes": self.nbytes,
+            "slices": [
+                {
+                    "time": iso(s.time),
+                    "valid": s.valid,
+                    "item_id": s.source.item_id if s.source else None,
+                    "href": s.source.href if s.source else None,
+                    "incidence_angle": s.coords.incidence_angle if s.coords else None,
+                    "acquisition_end": iso(s.coords.acquisition_end) if s.coords else None,
+                }
+                for s in self.slices
+            ],
+            "attrs": dict(self.attrs),
+        }
+
+    def __str__(self) -> str:
+        """A human-readable summary: layout, then one line per time slice."""
+        lines = [
+            f"{self.product_level} cube: {self.variable} {self.dtype} "
+            f"(time: {len(self.slices)}, azimuth: {self.shape[0]}, range: {self.shape[1]}), "
+            f"chunks (1, {self.chunks[0]}, {self.chunks[1]}), blosc/{self.compression.cname}"
+            f" level {self.compression.clevel} {self.compression.shuffle}",
+            f"{len(self.slices) - self.n_gaps} images, {self.n_gaps} gaps, {self.n_chunks} chunks, "
+            f"{self.nbytes / 2**20:.1f} MiB of pixels",
+        ]
+        for i, s in enumerate(self.slices):
+            t = s.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if s.source is None or s.coords is None:
+                lines.append(f"  [{i:3d}] {t}  gap")
+            else:
+                lines.append(
+                    f"  [{i:3d}] {t}  {s.source.item_id}  inc {s.coords.incidence_angle:.2f}  "
+                    f"{s.coords.orbit_state}"
+                )
+        return "\n".join(lines)
+
+
+def _as_datetime(value: Any, item_id: str, key: str) -> datetime:
+    if not isinstance(value, str):
+        raise CatalogError(f"item {item_id!r}: property {key!r} is missing or not a datetime")
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def slice_coords(item: pystac.Item) -> SliceCoords:
+    """Per-time coordinates of an item (SPEC §6), with a clear error for missing properties."""
+    p = item.properties
+
+    def need(key: str) -> Any:
+        if p.get(key) is None:
+            raise CatalogError(f"item {item.id!r}: required property {key!r} is missing")
+        return p[key]
+
+    cal = p.get("iceye:calibration_factor")
+    return SliceCoords(
+        acquisition_start=_as_datetime(
+            p.get("start_datetime") or p.get("datetime"), item.id, "start_datetime"
+        ),
+        acquisition_end=_as_datetime(
+            p.get("end_datetime") or p.get("datetime"), item.id, "end_datetime"
+        ),
+        incidence_angle=float(need("view:incidence_angle")),
+        orbit_state=str(need("sat:orbit_state")),
+        observation_direction=str(p.get("sar:observation_direction", "")),
+        polarization="+".join(need("sar:polarizations")),
+        platform=str(p.get("platform", "")),
+        product_id=item.id,
+        calibration_factor=float(cal) if cal is not None else math.nan,
+    )
+
+
+def source_ref(item: pystac.Item) -> SourceRef:
+    """Where an item's pixels are and how they are laid out."""
+    orientation = item.properties.get("iceye:orientation", "native")
+    if orientation not in ("native", "shadows-down"):
+        raise CatalogError(f"item {item.id!r}: unknown iceye:orientation {orientation!r}")
+    return SourceRef(
+        item_id=item.id,
+        href=item_data_href(item),
+        format=item_format(item),
+        orientation=orientation,
+        shape=item_physical_shape(item),
+    )
+
+
+def _variable(level: ProductLevel, items: list[pystac.Item]) -> tuple[str, str]:
+    if level == "SLC":
+        return "slc", "complex64"
+    dtypes = {item_band_dtypes(it)[0] for it in items}
+    if len(dtypes) != 1:
+        raise SelectionError(
+            f"the selected GRD images have different sample types: {sorted(dtypes)}"
+        )
+    return "amplitude", dtypes.pop()
+
+
+def make_plan(
+    items: Mapping[str, pystac.Item],
+    axis: TimeAxis,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    compression: Compression | None = None,
+) -> CubePlan:
+    """Plan the cube for a selected time axis.
+
+    Args:
+        items: The searched items by id (must contain every id of ``axis``).
+        axis: The selected time axis (see :func:`icecube_cloud.selection.select`).
+        chunks: Optional ``{"azimuth": n, "range": n}`` chunk edges (config ``chunks``).
+        attrs: Provenance attributes for the cube root.
+        compression: Codec override.
+
+    Raises:
+        ShapeMismatchError: The images are not all of one shape.
+        SelectionError: Mixed product levels or sample types.
+    """
+    used = [items[s.item_id] for s in axis.slices if s.item_id is not None]
+    if not used:
+        raise SelectionError("the time axis holds no image")
+    refs = {it.id: source_ref(it) for it in used}
+    shapes = {i: r.shape for i, r in refs.items()}
+    if len(set(shapes.values())) > 1:
+        raise ShapeMismatchError(shapes)
+    levels = {r.format.level for r in refs.values()}
+    if len(levels) != 1:
+        raise SelectionError(
+            f"the selection mixes product levels {sorted(levels)}; set product_type"
+        )
+    level: ProductLevel = levels.pop()
+    variable, dtype = _variable(level, used)
+    shape = next(iter(shapes.values()))
+    chunks = dict(chunks or {})
+    for key in chunks:
+        if key not in ("azimuth", "range", "time"):
+            raise BuildError(f"unknown chunk dimension {key!r}")
+    if chunks.get("time", 1) != 1:
+        raise BuildError("time chunks are one image each; chunks.time must be 1")
+    chunk_edges = (
+        min(int(chunks.get("azimuth", DEFAULT_CHUNK)), shape[0]),
+        min(int(chunks.get("range", DEFAULT_CHUNK)), shape[1]),
+    )
+    slices = tuple(
+        PlannedSlice(time=s.time)
+        if s.item_id is None
+        else PlannedSlice(
+            time=s.time, source=refs[s.item_id], coords=slice_coords(items[s.item_id])
+        )
+        for s in axis.slices
+    )
+    return CubePlan(
+        product_level=level,
+        variable=variable,
+        dtype=dtype,
+        shape=shape,
+        chunks=chunk_edges,
+        slices=slices,
+        compression=compression or Compression(),
+        attrs=dict(attrs or {}),
+    )

@@ -1,0 +1,166 @@
+"""Helpers shared by the product readers: opening local/fsspec files, fields, footprints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import IO, Any, Literal
+
+import fsspec
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+from icecube_cloud.errors import ProductError
+from icecube_cloud.products._parse import parse_utc
+
+TRUNCATED_KEY = "_truncated_fields"
+"""Metadata key listing fields whose numpy print was elided (``...``) at the source."""
+
+
+def is_local(href: str) -> bool:
+    """Whether ``href`` is a local path (no URL scheme other than ``file://``)."""
+    return "://" not in href or href.startswith("file://")
+
+
+def local_path(href: str) -> str:
+    """The local filesystem path of a local ``href``."""
+    return href[len("file://") :] if href.startswith("file://") else href
+
+
+def filesystem(
+    href: str, storage_options: Mapping[str, Any] | None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and in-filesystem path of ``href``."""
+    fs, path = fsspec.core.url_to_fs(href, **dict(storage_options or {}))
+    return fs, path
+
+
+@contextlib.contextmanager
+def open_binary(href: str, storage_options: Mapping[str, Any] | None) -> Iterator[IO[bytes]]:
+    """Open ``href`` (local path or fsspec URL) for binary reading, errors as ProductError."""
+    try:
+        if is_local(href):
+            handle: IO[bytes] = open(local_path(href), "rb")  # noqa: SIM115
+        else:
+            fs, path = filesystem(href, storage_options)
+            handle = fs.open(path, "rb")
+    except (OSError, ValueError) as exc:
+        raise ProductError(href, f"cannot open: {exc}") from exc
+    with handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def open_raster(
+    href: str, storage_options: Mapping[str, Any] | None
+) -> Iterator[rasterio.DatasetReader]:
+    """Open a GeoTIFF with rasterio (fsspec files when remote); errors: ProductError."""
+    try:
+        with warnings.catch_warnings():  # slant/ground-range products have no CRS: expected
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            if is_local(href):
+                ds = rasterio.open(local_path(href))
+            else:
+                fs, _ = filesystem(href, storage_options)
+                ds = rasterio.open(href, opener=fs.open)
+    except (RasterioError, OSError, ValueError) as exc:
+        raise ProductError(href, f"not a readable GeoTIFF: {exc}") from exc
+    with ds:
+        yield ds
+
+
+def exists(href: str, storage_options: Mapping[str, Any] | None) -> bool:
+    """Whether ``href`` exists (local or fsspec)."""
+    if is_local(href):
+        return os.path.isfile(local_path(href))
+    fs, path = filesystem(href, storage_options)
+    return bool(fs.isfile(path))
+
+
+class Fields:
+    """Read access to a product's lower-case metadata that raises ProductError naming the key."""
+
+    def __init__(self, href: str, metadata: Mapping[str, Any]) -> None:
+        self.href = href
+        self.metadata = metadata
+
+    def raw(self, key: str) -> Any:
+        """The value of a required field."""
+        if key not in self.metadata or self.metadata[key] in (None, ""):
+            raise ProductError(self.href, f"missing required metadata field {key!r}")
+        return self.metadata[key]
+
+    def text(self, key: str) -> str:
+        """A required string field (a one-element list is unwrapped)."""
+        value = self.raw(key)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, bytes):
+            value = value.decode()
+        return value if isinstance(value, str) else f"{value}"
+
+    def number(self, key: str) -> float:
+        """A required numeric field."""
+        value = self.raw(key)
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ProductError(
+                self.href, f"field {key!r}: expected a number, got {value!r}"
+            ) from exc
+
+    def opt_float(self, key: str) -> float | None:
+        """An optional numeric field (``None`` when missing)."""
+        return self.number(key) if self.metadata.get(key) not in (None, "") else None
+
+    def opt_int(self, key: str) -> int | None:
+        """An optional integer field (``None`` when missing)."""
+        value = self.opt_float(key)
+        return None if value is None else int(value)
+
+    def time(self, key: str) -> datetime:
+        """A required UTC timestamp."""
+        try:
+            return parse_utc(self.raw(key), key=key)
+        except ValueError as exc:
+            raise ProductError(self.href, str(exc)) from exc
+
+    def orbit_state(self, key: str) -> Literal["ascending", "descending"]:
+        """The orbit direction, lower case."""
+        value = self.text(key).strip().lower()
+        if value == "ascending":
+            return "ascending"
+        if value == "descending":
+            return "descending"
+        raise ProductError(
+            self.href, f"field {key!r}: expected ASCENDING/DESCENDING, got {value!r}"
+        )
+
+    def look_side(self, key: str) -> Literal["left", "right"]:
+        """The antenna look side, lower case."""
+        value = self.text(key).strip().lower()
+        if value == "left":
+            return "left"
+        if value == "right":
+            return "right"
+        raise ProductError(self.href, f"field {key!r}: expected left/right, got {value!r}")
+
+
+def corner_ring(fields: Fields, prefix: str = "coord_") -> tuple[tuple[float, float], ...]:
+    """Closed (lon, lat) ring from ICEYE's ``coord_*`` "[range azimuth lat lon]" corners.
+
+    Returns an empty ring when the corners are absent.
+    """
+    ring: list[tuple[float, float]] = []
+    for corner in ("first_near", "first_far", "last_far", "last_near"):
+        value = fields.metadata.get(prefix + corner)
+        if not isinstance(value, list) or len(value) != 4:
+            return ()
+        _, _, lat, lon = value
+        if lat is None or lon is None:
+            return ()
+        ring.append((float(lon), float(lat)))
+    return (*ring, ring[0])

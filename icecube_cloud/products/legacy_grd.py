@@ -1,0 +1,107 @@
+"""Reader of legacy ICEYE GRD GeoTIFFs (product spec 2.x): metadata in GDAL tags, RPC, GCPs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePosixPath
+from typing import Any
+
+import rasterio
+
+from icecube_cloud.errors import ProductError
+from icecube_cloud.products._common import TRUNCATED_KEY, Fields, corner_ring
+from icecube_cloud.products._parse import parse_tag_value
+from icecube_cloud.products.model import GroundControlPoint, ProductFormat, ProductMetadata
+
+log = logging.getLogger(__name__)
+
+MARKER_TAGS = ("PRODUCT_LEVEL", "SATELLITE_NAME", "ACQUISITION_START_UTC")
+"""Tags whose presence identifies a legacy ICEYE GeoTIFF."""
+
+
+def is_legacy_grd(ds: rasterio.DatasetReader) -> bool:
+    """Whether an open GeoTIFF carries the legacy ICEYE tag set."""
+    tags = ds.tags()
+    return any(tag in tags for tag in MARKER_TAGS)
+
+
+def parse_tags(tags: dict[str, str]) -> dict[str, Any]:
+    """Lower-case tag name -> JSON-able value, elided arrays listed in ``_truncated_fields``."""
+    metadata: dict[str, Any] = {}
+    truncated: list[str] = []
+    for name, text in tags.items():
+        key = name.lower()
+        value, was_truncated = parse_tag_value(text)
+        metadata[key] = value
+        if was_truncated:
+            truncated.append(key)
+    if truncated:
+        log.warning("numpy-printed arrays elided with '...' at the source: %s", truncated)
+        metadata[TRUNCATED_KEY] = sorted(truncated)
+    return metadata
+
+
+def rpc_dict(ds: rasterio.DatasetReader) -> dict[str, Any] | None:
+    """The RPC namespace as lower-case keys -> numbers / lists of numbers, or ``None``."""
+    rpcs = ds.rpcs
+    if rpcs is None:
+        return None
+    return {str(k).lower(): v for k, v in rpcs.to_dict().items()}
+
+
+def read_legacy_grd(href: str, ds: rasterio.DatasetReader) -> ProductMetadata:
+    """Describe an open legacy GRD GeoTIFF.
+
+    Args:
+        href: Where the file is (used in errors and as the pixel href).
+        ds: The open dataset.
+
+    Raises:
+        ProductError: When a required tag is missing or malformed.
+    """
+    metadata = parse_tags(ds.tags())
+    rpc = rpc_dict(ds)
+    if rpc is not None:
+        metadata["rpc"] = rpc
+    fields = Fields(href, metadata)
+    if ds.count != 1:
+        raise ProductError(href, f"legacy GRD must have 1 band, found {ds.count}")
+    gcp_list, gcp_crs = ds.gcps
+    if gcp_list and gcp_crs is not None and gcp_crs.to_epsg() != 4326:
+        log.warning("%s: GCPs are in %s, not EPSG:4326", href, gcp_crs)
+    gcps = tuple(
+        GroundControlPoint(row=g.row, col=g.col, lon=g.x, lat=g.y, height=g.z or 0.0)
+        for g in gcp_list
+    )
+    version = metadata.get("processor_version")
+    return ProductMetadata(
+        product_id=PurePosixPath(href.rstrip("/")).stem,
+        href=href,
+        format=ProductFormat.LEGACY_GRD,
+        product_type=fields.text("product_type"),
+        acquisition_start=fields.time("acquisition_start_utc"),
+        acquisition_end=fields.time("acquisition_end_utc"),
+        platform=fields.text("satellite_name"),
+        instrument_mode=fields.text("acquisition_mode").lower(),
+        polarizations=(fields.text("polarization").upper(),),
+        center_frequency_ghz=fields.number("carrier_frequency") / 1e9,
+        incidence_angle=fields.number("incidence_center"),
+        observation_direction=fields.look_side("look_side"),
+        orbit_state=fields.orbit_state("orbit_direction"),
+        shape=(ds.height, ds.width),
+        dtype=str(ds.dtypes[0]),
+        incidence_near=fields.opt_float("incidence_near"),
+        incidence_far=fields.opt_float("incidence_far"),
+        absolute_orbit=fields.opt_int("orbit_absolute_number"),
+        relative_orbit=fields.opt_int("orbit_relative_number"),
+        pixel_spacing_range=fields.opt_float("range_spacing"),
+        pixel_spacing_azimuth=fields.opt_float("azimuth_spacing"),
+        looks_range=fields.opt_float("range_looks"),
+        looks_azimuth=fields.opt_float("azimuth_looks"),
+        calibration_factor=fields.opt_float("calibration_factor"),
+        footprint=corner_ring(fields),
+        gcps=gcps,
+        rpc=rpc,
+        processing_software={"ICEYE processor": str(version)} if version is not None else {},
+        metadata=metadata,
+    )

@@ -1,0 +1,102 @@
+"""Reader of legacy ICEYE SLC HDF5 files: ``s_i``/``s_q`` plus metadata as top-level datasets."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import IO, Any
+
+import h5py
+
+from icecube_cloud.errors import ProductError
+from icecube_cloud.products._common import Fields, corner_ring
+from icecube_cloud.products._parse import squeeze_singletons, to_jsonable
+from icecube_cloud.products.model import ProductFormat, ProductMetadata
+
+PIXEL_DATASETS = ("s_i", "s_q")
+"""Datasets holding the real and imaginary parts of the pixels."""
+
+
+def _group_metadata(group: h5py.Group) -> dict[str, Any]:
+    """Every dataset of ``group`` (subgroups as dicts) as lower-case JSON-able values."""
+    out: dict[str, Any] = {}
+    for name, obj in group.items():
+        if name in PIXEL_DATASETS and group.name == "/":
+            continue
+        key = name.lower()
+        if isinstance(obj, h5py.Group):
+            out[key] = _group_metadata(obj)
+        elif isinstance(obj, h5py.Dataset):
+            out[key] = squeeze_singletons(to_jsonable(obj[()]))
+    return out
+
+
+def _first(fields: Fields, *keys: str) -> float | None:
+    """The first present numeric field among ``keys``."""
+    for key in keys:
+        if fields.metadata.get(key) not in (None, ""):
+            return fields.number(key)
+    return None
+
+
+def read_legacy_slc(href: str, fileobj: IO[bytes] | str) -> ProductMetadata:
+    """Describe a legacy SLC HDF5 file.
+
+    Args:
+        href: Where the file is (used in errors and as the pixel href).
+        fileobj: Local path or open binary file object of the HDF5 file.
+
+    Raises:
+        ProductError: When the file is not readable HDF5 or lacks pixels or required fields.
+    """
+    try:
+        with h5py.File(fileobj, "r") as h5:
+            missing = [
+                name for name in PIXEL_DATASETS if not isinstance(h5.get(name), h5py.Dataset)
+            ]
+            if missing:
+                raise ProductError(href, f"missing pixel dataset(s) {missing} (not an ICEYE SLC?)")
+            s_i, s_q = h5["s_i"], h5["s_q"]
+            if s_i.ndim != 2 or s_i.shape != s_q.shape:
+                raise ProductError(
+                    href, f"'s_i' {s_i.shape} and 's_q' {s_q.shape} must be equal 2-D shapes"
+                )
+            shape = (int(s_i.shape[0]), int(s_i.shape[1]))
+            dtype = str(s_i.dtype)
+            metadata = _group_metadata(h5)
+    except ProductError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise ProductError(href, f"not a readable HDF5 file: {exc}") from exc
+    rpc = metadata.get("rpc") if isinstance(metadata.get("rpc"), dict) else None
+    fields = Fields(href, metadata)
+    version = metadata.get("processor_version")
+    return ProductMetadata(
+        product_id=PurePosixPath(href.rstrip("/")).stem,
+        href=href,
+        format=ProductFormat.LEGACY_SLC,
+        product_type=fields.text("product_type"),
+        acquisition_start=fields.time("acquisition_start_utc"),
+        acquisition_end=fields.time("acquisition_end_utc"),
+        platform=fields.text("satellite_name"),
+        instrument_mode=fields.text("acquisition_mode").lower(),
+        polarizations=(fields.text("polarization").upper(),),
+        center_frequency_ghz=fields.number("carrier_frequency") / 1e9,
+        incidence_angle=fields.number("incidence_center"),
+        observation_direction=fields.look_side("look_side"),
+        orbit_state=fields.orbit_state("orbit_direction"),
+        shape=shape,
+        dtype=dtype,
+        incidence_near=fields.opt_float("incidence_near"),
+        incidence_far=fields.opt_float("incidence_far"),
+        absolute_orbit=fields.opt_int("orbit_absolute_number"),
+        relative_orbit=fields.opt_int("orbit_relative_number"),
+        pixel_spacing_range=_first(fields, "range_spacing", "slant_range_spacing"),
+        pixel_spacing_azimuth=_first(fields, "azimuth_spacing", "azimuth_ground_spacing"),
+        looks_range=fields.opt_float("range_looks"),
+        looks_azimuth=fields.opt_float("azimuth_looks"),
+        calibration_factor=fields.opt_float("calibration_factor"),
+        footprint=corner_ring(fields),
+        rpc=rpc,
+        processing_software={"ICEYE processor": str(version)} if version is not None else {},
+        metadata=metadata,
+    )

@@ -1,0 +1,262 @@
+"""Layer 00: reading ICEYE products (the ICEYE samples are the independent truth)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import rasterio
+
+from icecube_cloud.errors import ProductError
+from icecube_cloud.products import ProductFormat, find_products, read_product
+from icecube_cloud.products._parse import parse_numpy_array, parse_tag_value
+from icecube_cloud.synthetic import SyntheticSpec, write_cog, write_legacy_grd, write_legacy_slc
+
+SAMPLES = Path(__file__).parents[1].parent / "shared" / "iceye-samples"
+GRD0 = SAMPLES / "grd_stack" / "ICEYE_GRD_54549_20210427T215124_hollow_10x10pixels_fake_0.tif"
+SLC0 = SAMPLES / "slc_stack" / "ICEYE_SLC_54549_20210427T215124_hollow_20x20pixels_fake_0.h5"
+OPEN_GRD = SAMPLES / "opendata" / "ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLEDF_crop_GRD.json"
+OPEN_SLC = SAMPLES / "opendata" / "ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLEDF_crop_SLC.json"
+
+needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="ICEYE samples not available")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def assert_clean_metadata(metadata: Any) -> None:
+    json.dumps(metadata, allow_nan=False)
+    assert all(k == k.lower() for k in metadata)
+    leftovers = [s for s in _strings(metadata) if s.lstrip().startswith(("[", "(", "{"))]
+    assert leftovers == []
+
+
+# --- parsing of numpy-printed strings ------------------------------------------------------------
+
+
+def test_parse_numpy_prints() -> None:
+    assert parse_tag_value("[ 1.17480000e+04  1.00000000e+00  3.74264571e+01 -6.21675354e+00]") == (
+        [11748.0, 1.0, 37.4264571, -6.21675354],
+        False,
+    )
+    assert parse_numpy_array("[[-2259.75  0.]\n [ -1743.7  0.]]")[0] == [
+        [-2259.75, 0.0],
+        [-1743.7, 0.0],
+    ]
+    assert parse_numpy_array("['2021-04-27T21:51:27.093640' '2021-04-27T21:51:27.178412'\n '2']")[
+        0
+    ] == [
+        "2021-04-27T21:51:27.093640",
+        "2021-04-27T21:51:27.178412",
+        "2",
+    ]
+    assert parse_tag_value("('ICEYE-XY',)") == (["ICEYE-XY"], False)
+    assert parse_tag_value("{'library_version': '0.1.0', 'processing': {}}")[0] == {
+        "library_version": "0.1.0",
+        "processing": {},
+    }
+    assert parse_tag_value("[1. 2. 3. ... 8. 9. 10.]") == ([1.0, 2.0, 3.0, 8.0, 9.0, 10.0], True)
+    assert parse_tag_value("[nan 1.]") == ([None, 1.0], False)
+    assert parse_tag_value("9915") == (9915, False)
+    assert parse_tag_value("2021-04-28T21:51:30.025535") == ("2021-04-28T21:51:30.025535", False)
+    assert parse_tag_value("[unbalanced") == ("[unbalanced", False)
+    assert parse_tag_value("__import__('os')") == ("__import__('os')", False)
+
+
+# --- the ICEYE samples ---------------------------------------------------------------------------
+
+
+@needs_samples
+def test_legacy_grd_sample() -> None:
+    meta = read_product(GRD0)
+    assert meta.format is ProductFormat.LEGACY_GRD
+    assert meta.product_id == GRD0.stem
+    assert meta.acquisition_end == datetime(2021, 4, 28, 21, 51, 30, 25535, tzinfo=UTC)
+    assert meta.acquisition_start == datetime(2021, 4, 27, 21, 51, 24, 929476, tzinfo=UTC)
+    assert meta.incidence_angle == 30.5
+    assert meta.orbit_state == "ascending"
+    assert meta.observation_direction == "right"
+    assert meta.platform == "ICEYE-XY"
+    assert meta.instrument_mode == "spotlight"
+    assert meta.polarizations == ("VV",)
+    assert meta.center_frequency_ghz == pytest.approx(9.65)
+    assert meta.shape == meta.file_shape == (10, 10)
+    assert meta.dtype == "uint16"
+    assert len(meta.gcps) == 810
+    assert meta.rpc is not None and len(meta.rpc["line_num_coeff"]) == 20
+    assert meta.footprint[0] == meta.footprint[-1] == (-6.2818332, 37.41700285)
+    assert meta.footprint[1] == (-6.21675354, 37.4264571)
+    assert meta.absolute_orbit == 9915
+    assert meta.pixel_spacing_range == 0.5 and meta.looks_azimuth == 3
+    assert meta.calibration_factor == pytest.approx(3.939204325311276e-08)
+    assert meta.processing_software == {"ICEYE processor": "ICEYE_P_1.31"}
+    assert meta.metadata["satellite_name"] == ["ICEYE-XY"]
+    assert len(meta.metadata["posx"]) == 81
+    assert len(meta.metadata["dc_estimate_coeffs"]) == 10
+    assert meta.metadata["coord_first_far"] == [11748.0, 1.0, 37.4264571, -6.21675354]
+    assert_clean_metadata(meta.metadata)
+
+
+@needs_samples
+def test_legacy_grd_samples_differ_where_documented() -> None:
+    metas = [read_product(p) for p in sorted((SAMPLES / "grd_stack").glob("*.tif"))]
+    assert [m.incidence_angle for m in metas] == [30.5, 29.5, 28.5]
+    assert [m.orbit_state for m in metas] == ["ascending", "descending", "ascending"]
+
+
+@needs_samples
+def test_legacy_slc_sample() -> None:
+    meta = read_product(SLC0)
+    assert meta.format is ProductFormat.LEGACY_SLC
+    assert meta.product_id == SLC0.stem
+    assert meta.shape == (20, 20)
+    assert meta.dtype == "float32"
+    assert meta.platform == "ICEYE-X9"
+    assert meta.acquisition_end == datetime(2021, 4, 28, 21, 51, 30, 25535, tzinfo=UTC)
+    assert meta.incidence_angle == 30.5
+    assert meta.pixel_spacing_range == pytest.approx(0.4185311389253755)
+    assert meta.pixel_spacing_azimuth == pytest.approx(0.19142525627706425)
+    assert meta.rpc is not None and "line_off" in meta.rpc
+    assert meta.metadata["state_vector_time_utc"][0] == "2021-04-27T21:51:24.000000"
+    assert "s_i" not in meta.metadata and "posx" in meta.metadata
+    assert_clean_metadata(meta.metadata)
+
+
+@needs_samples
+def test_opendata_grd_sidecar() -> None:
+    meta = read_product(OPEN_GRD)
+    assert meta.format is ProductFormat.GRD_COG
+    assert meta.product_id == "ICEYE_7010715_GRD-COG_231f0ca0-9023-5e80-8538-d082f4c965bf_1"
+    assert meta.center_frequency_ghz == 9.6
+    assert meta.orientation == "shadows-down"
+    # Its geometry, bbox and proj:centroid fit the GDAL-order transform only for a file of
+    # 512 rows (range) x 1024 cols (azimuth): proj:shape [1024, 512] is [width, height].
+    assert meta.file_shape == (512, 1024)
+    assert meta.shape == (1024, 512)
+    assert meta.transform == (
+        4.40528923499528e-07,
+        2.232522146066174e-06,
+        -77.05850558885685,
+        2.2159915726412293e-06,
+        -4.371436507970117e-07,
+        -9.542799592482679,
+    )
+    assert meta.datetime == datetime(2025, 11, 10, 18, 21, 11, 676000, tzinfo=UTC)
+    assert meta.orbit_state == "descending" and meta.observation_direction == "left"
+    assert meta.processing_software == {"forge": "v1.0.1", "processor": "ICEYE_I_1.1.4"}
+    assert meta.href.endswith("_GRD.tif")
+    assert meta.metadata["sar:center_frequency"] == 9600000000  # lossless
+    json.dumps(meta.metadata, allow_nan=False)
+
+
+@needs_samples
+def test_opendata_slc_sidecar() -> None:
+    meta = read_product(OPEN_SLC)
+    assert meta.format is ProductFormat.SLC_COG
+    assert meta.shape == (512, 512)
+    assert meta.dtype == "float32"
+    assert meta.pixel_spacing_azimuth == pytest.approx(0.043616)
+
+
+@needs_samples
+def test_find_products_in_samples() -> None:
+    found = find_products(SAMPLES)
+    names = [Path(p).name for p in found]
+    assert len(names) == 8
+    assert not any(n.endswith(".png") or n.startswith("config") for n in names)
+    assert found == sorted(found)
+    assert find_products(GRD0) == [str(GRD0)]
+
+
+# --- error cases -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small() -> SyntheticSpec:
+    return SyntheticSpec(product_id="ICEYE_TEST_small", shape=(64, 48), seed=3)
+
+
+def test_truncated_tiff(tmp_path: Path, small: SyntheticSpec) -> None:
+    path = write_legacy_grd(tmp_path / "trunc.tif", small)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ProductError, match=r"trunc\.tif"):
+        read_product(path)
+
+
+def test_corrupt_hdf5(tmp_path: Path, small: SyntheticSpec) -> None:
+    path = write_legacy_slc(tmp_path / "bad.h5", small)
+    data = bytearray(path.read_bytes())
+    data[100:4000] = b"\0" * 3900
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ProductError, match=r"bad\.h5"):
+        read_product(path)
+
+
+def test_grd_missing_required_tag(tmp_path: Path, small: SyntheticSpec) -> None:
+    path = write_legacy_grd(tmp_path / "notag.tif", small)
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(INCIDENCE_CENTER="")
+    with pytest.raises(ProductError, match=r"notag\.tif.*incidence_center"):
+        read_product(path)
+
+
+def test_slc_missing_required_dataset(tmp_path: Path, small: SyntheticSpec) -> None:
+    path = write_legacy_slc(tmp_path / "nodir.h5", small)
+    with h5py.File(path, "r+") as h5:
+        del h5["orbit_direction"]
+    with pytest.raises(ProductError, match=r"nodir\.h5.*orbit_direction"):
+        read_product(path)
+
+
+def test_cog_transform_mismatch(tmp_path: Path, small: SyntheticSpec) -> None:
+    tif, sidecar = write_cog(tmp_path, small, "GRD")
+    item = json.loads(sidecar.read_text())
+    c, a, b, f, d, e = item["properties"]["proj:transform"]
+    item["properties"]["proj:transform"] = [a, b, c, d, e, f]  # affine order: the classic mistake
+    sidecar.write_text(json.dumps(item))
+    for href in (tif, sidecar):
+        with pytest.raises(ProductError, match=rf"{sidecar.name}.*proj:transform"):
+            read_product(href)
+
+
+def test_cog_uses_embedded_item_without_sidecar(tmp_path: Path, small: SyntheticSpec) -> None:
+    tif, sidecar = write_cog(tmp_path, small, "GRD")
+    sidecar.unlink()
+    meta = read_product(tif)
+    assert meta.product_id == small.product_id and meta.shape == small.shape
+
+
+def test_not_an_iceye_product(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", height=4, width=4, count=1, dtype="uint8") as ds:
+        ds.write(np.zeros((1, 4, 4), "uint8"))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    for path in (plain, text):
+        with pytest.raises(ProductError, match=path.name):
+            read_product(path)
+    assert find_products(tmp_path) == []
+
+
+def test_find_products_skips_sidecar_when_tif_present(tmp_path: Path, small: SyntheticSpec) -> None:
+    tif, sidecar = write_cog(tmp_path / "a" / "b", small, "SLC")
+    write_legacy_grd(tmp_path / "g.tif", small)
+    (tmp_path / "labels.json").write_text("{}")
+    assert find_products(tmp_path) == sorted([str(tmp_path / "g.tif"), str(tif)])
+    only_json = tmp_path / "only"
+    only_json.mkdir()
+    shutil.copy(sidecar, only_json / sidecar.name)
+    assert find_products(only_json) == [str(only_json / sidecar.name)]

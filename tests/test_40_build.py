@@ -1,0 +1,226 @@
+"""Cube builds end to end on the embedded default: products → static catalog → search → Zarr cube.
+
+Real dask worker processes (session fixture), real files; pixels compared bit-exactly with the sources.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from icecube_cloud.build import build_cube, plan_cube
+from icecube_cloud.errors import (
+    ConfigError,
+    EmptySelectionError,
+    ProductError,
+    ShapeMismatchError,
+    UsageError,
+)
+from icecube_cloud.ingest import ingest
+from icecube_cloud.products import read_product
+from icecube_cloud.synthetic import expected_pixels, make_stack
+
+START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
+
+
+def _stack(
+    tmp_path: Path, flavour: str, shape: tuple[int, int], n: int = 6, days: int = 12, seed: int = 1
+):
+    products = tmp_path / "products"
+    specs = make_stack(
+        products, n=n, shape=shape, start=START, days=days, flavour=flavour, seed=seed
+    )
+    ingest([str(products)], str(tmp_path / "cat"))
+    return specs
+
+
+def _ends(specs) -> list[np.datetime64]:
+    return sorted(np.datetime64(s.acquisition_end.replace(tzinfo=None), "ns") for s in specs)
+
+
+@pytest.mark.parametrize(
+    ("flavour", "shape", "chunks"),
+    [
+        ("legacy-grd", (37, 53), {"azimuth": 16, "range": 32}),
+        ("grd-cog", (96, 64), {"azimuth": 40, "range": 24}),
+    ],
+)
+def test_generated_grd_stack_is_bit_exact(tmp_path, dask_scheduler, flavour, shape, chunks):
+    specs = _stack(tmp_path, flavour, shape)
+    cfg = {"chunks": chunks}
+    result = build_cube(
+        str(tmp_path / "cat"), cfg, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler
+    )
+
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+    assert ds["amplitude"].dims == ("time", "azimuth", "range")
+    assert ds.sizes == {"time": len(specs), "azimuth": shape[0], "range": shape[1]}
+    assert list(ds["time"].values) == _ends(specs)
+    assert ds["amplitude"].encoding["chunks"] == (1, chunks["azimuth"], chunks["range"])
+    by_id = {str(p): i for i, p in enumerate(ds["product_id"].values)}
+    for spec in specs:
+        t = next(
+            i
+            for i, end in enumerate(ds["acquisition_end"].values)
+            if end == np.datetime64(spec.acquisition_end.replace(tzinfo=None), "ns")
+        )
+        want = expected_pixels(spec, "GRD")
+        got = ds["amplitude"].isel(time=t).values
+        assert got.dtype == want.dtype == np.uint16
+        np.testing.assert_array_equal(got, want)
+        assert float(ds["incidence_angle"][t]) == pytest.approx(spec.incidence_angle)
+    assert result.chunks_written == len(specs) * int(np.ceil(shape[0] / chunks["azimuth"])) * int(
+        np.ceil(shape[1] / chunks["range"])
+    )
+    assert len(by_id) == len(specs)
+    assert ds["valid"].values.all()
+
+
+def test_metadata_is_lossless_and_provenance_recorded(tmp_path, dask_scheduler):
+    _stack(tmp_path, "legacy-grd", (32, 32), n=6)
+    build_cube(
+        str(tmp_path / "cat"),
+        {"min_incidence_angle": 0},
+        str(tmp_path / "cube.zarr"),
+        scheduler=dask_scheduler,
+    )
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+    for t in range(ds.sizes["time"]):
+        meta = json.loads(str(ds["metadata"].values[t]))
+        item_href = next(
+            p
+            for p in (tmp_path / "products").iterdir()
+            if p.stem == str(ds["product_id"].values[t])
+        )
+        assert meta == json.loads(
+            json.dumps(dict(read_product(str(item_href)).metadata), default=str)
+        )
+    attrs = ds.attrs
+    assert attrs["icecube_cloud_status"] == "complete"
+    assert attrs["product_type"] == "GRD"
+    assert attrs["icecube_cloud_config"]["min_incidence_angle"] == 0
+    assert attrs["icecube_cloud_search"]["catalog"] == str(tmp_path / "cat")
+    assert "created" in attrs and "icecube_cloud_version" in attrs
+    root = json.loads((tmp_path / "cube.zarr" / "zarr.json").read_text())
+    assert "consolidated_metadata" in root  # one read opens the cube
+    codecs = json.loads((tmp_path / "cube.zarr" / "amplitude" / "zarr.json").read_text())["codecs"]
+    assert any(c["name"] == "blosc" for c in codecs)
+
+
+def test_iceye_sample_grd_stack(tmp_path, dask_scheduler, samples):
+    ingest([str(samples / "grd_stack")], str(tmp_path / "cat"))
+    build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+    # Acquisition ends: _1 2021-04-27, _0 2021-04-28, _2 2021-05-27 (the time of an image is its end).
+    assert [str(p)[-1] for p in ds["product_id"].values] == ["1", "0", "2"]
+    for t, pid in enumerate(ds["product_id"].values):
+        with rasterio.open(samples / "grd_stack" / f"{pid}.tif") as src:
+            np.testing.assert_array_equal(ds["amplitude"].isel(time=t).values, src.read(1))
+    assert list(ds["orbit_state"].values) == ["descending", "ascending", "ascending"]
+    assert list(ds["incidence_angle"].values) == [29.5, 30.5, 28.5]
+
+
+def test_gap_slices_store_no_chunks(tmp_path, dask_scheduler):
+    specs = _stack(tmp_path, "legacy-grd", (20, 24), n=6, days=12)
+    first = min(s.acquisition_end for s in specs).date()
+    cfg = {
+        "temporal_resolution": 1,
+        "start_date": first.isoformat(),
+        "end_date": (max(s.acquisition_end for s in specs)).date().isoformat(),
+    }
+    build_cube(str(tmp_path / "cat"), cfg, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+    valid = ds["valid"].values
+    assert (~valid).any(), "6 images over 12 daily bins must leave gaps"
+    chunk_dir = tmp_path / "cube.zarr" / "amplitude" / "c"
+    stored_times = {int(p.name) for p in chunk_dir.iterdir()}
+    assert stored_times == {i for i, v in enumerate(valid) if v}
+    assert np.isnat(ds["acquisition_end"].values[~valid]).all()
+    assert (ds["time"].values[1:] - ds["time"].values[:-1] == np.timedelta64(1, "D")).all()
+
+
+def test_plan_is_printable_without_reading_pixels(tmp_path):
+    specs = _stack(tmp_path, "legacy-grd", (16, 16), n=6)
+    for p in (tmp_path / "products").iterdir():
+        if p.suffix == ".tif":
+            p.write_bytes(b"")  # pixels gone: planning must not need them
+    plan = plan_cube(str(tmp_path / "cat"), {})
+    assert len(plan.slices) == len(specs)
+    text = str(plan)
+    assert "amplitude uint16" in text and all(s.product_id in text for s in specs)
+    assert json.loads(json.dumps(plan.to_dict()))["n_chunks"] == len(specs)
+
+
+def test_corrupt_product_fails_and_leaves_no_cube(tmp_path, dask_scheduler):
+    _stack(tmp_path, "legacy-grd", (64, 64), n=6)
+    victim = sorted((tmp_path / "products").glob("*.tif"))[2]
+    victim.write_bytes(victim.read_bytes()[:300])
+    with pytest.raises(ProductError, match=victim.name):
+        build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_mismatched_shapes_are_listed(tmp_path, dask_scheduler):
+    make_stack(
+        tmp_path / "a", n=3, shape=(16, 16), start=START, days=3, flavour="legacy-grd", seed=1
+    )
+    make_stack(
+        tmp_path / "b",
+        n=3,
+        shape=(16, 20),
+        start=datetime(2021, 5, 1, tzinfo=UTC),
+        days=3,
+        flavour="legacy-grd",
+        seed=2,
+    )
+    ingest([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "cat"))
+    with pytest.raises(ShapeMismatchError) as err:
+        build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    assert "16x16" in str(err.value) and "16x20" in str(err.value)
+    assert len(err.value.shapes) == 6
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_empty_search_and_existing_output(tmp_path, dask_scheduler):
+    _stack(tmp_path, "legacy-grd", (16, 16), n=6)
+    with pytest.raises(EmptySelectionError):
+        build_cube(
+            str(tmp_path / "cat"),
+            {"start_date": "19990101", "end_date": "19990102"},
+            str(tmp_path / "c.zarr"),
+            scheduler=dask_scheduler,
+        )
+    assert not (tmp_path / "c.zarr").exists()
+    with pytest.raises(ConfigError, match="min_incidence_angle"):
+        build_cube(
+            str(tmp_path / "cat"),
+            {"min_incidence_angle": 40, "max_incidence_angle": 20},
+            str(tmp_path / "c.zarr"),
+        )
+    (tmp_path / "c.zarr").mkdir()
+    with pytest.raises(UsageError, match="already exists"):
+        build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "c.zarr"), scheduler=dask_scheduler)
+
+
+def test_plain_xarray_reader_in_a_fresh_process(tmp_path, dask_scheduler):
+    specs = _stack(tmp_path, "legacy-grd", (24, 24), n=6)
+    build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    code = (
+        "import sys, xarray as xr\n"
+        f"ds = xr.open_zarr({str(tmp_path / 'cube.zarr')!r})\n"
+        "assert 'icecube_cloud' not in sys.modules\n"
+        "print(int(ds.amplitude.sum()), ds.sizes['time'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert int(out[1]) == len(specs)
+    assert int(out[0]) == sum(int(expected_pixels(s, "GRD").astype(np.int64).sum()) for s in specs)

@@ -1,0 +1,159 @@
+"""The ``icecube-cloud`` command line as a user runs it: real processes, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from icecube_cloud.synthetic import expected_pixels, make_stack
+
+EXE = str(Path(sys.executable).parent / "icecube-cloud")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def stack(tmp_path):
+    specs = make_stack(
+        tmp_path / "products",
+        n=6,
+        shape=(40, 30),
+        start=datetime(2021, 4, 20, tzinfo=UTC),
+        days=12,
+        flavour="legacy-grd",
+        seed=7,
+    )
+    return tmp_path, specs
+
+
+def test_ingest_search_build_info(stack, dask_scheduler):
+    tmp, specs = stack
+    r = run("catalog", "ingest", str(tmp / "products"), "--stac-url", str(tmp / "cat"))
+    assert r.returncode == 0, r.stderr
+    assert "6 added" in r.stdout
+    r = run("catalog", "ingest", str(tmp / "products"), "--stac-url", str(tmp / "cat"))
+    assert r.returncode == 0 and "0 added, 6 updated" in r.stdout  # re-ingest never duplicates
+
+    cfg = tmp / "cfg.json"
+    cfg.write_text(json.dumps({"start_date": "20210420", "end_date": "20210502"}))
+    r = run("search", "--stac-url", str(tmp / "cat"), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert all(s.product_id in r.stdout for s in specs)
+
+    r = run(
+        "build",
+        "--stac-url",
+        str(tmp / "cat"),
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp / "cube.zarr"),
+        "--scheduler",
+        dask_scheduler,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "6 time slices" in r.stdout
+    assert "write: " in r.stderr  # progress is shown ...
+    r2 = run(
+        "build",
+        "--stac-url",
+        str(tmp / "cat"),
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp / "cube2.zarr"),
+        "--scheduler",
+        dask_scheduler,
+        "--quiet",
+    )
+    assert r2.returncode == 0 and "write: " not in r2.stderr  # ... unless --quiet
+
+    ds = xr.open_zarr(tmp / "cube.zarr")
+    for t, pid in enumerate(ds["product_id"].values):
+        spec = next(s for s in specs if s.product_id == pid)
+        np.testing.assert_array_equal(
+            ds["amplitude"].isel(time=t).values, expected_pixels(spec, "GRD")
+        )
+
+    r = run("info", str(tmp / "cube.zarr"))
+    assert r.returncode == 0, r.stderr
+    assert "time: 6 slices, 6 images, 0 gaps" in r.stdout and "status: complete" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"start_dat": "20210101"}, "start_date"),  # unknown key, closest name suggested
+        ({"temporal_resolution": 0.5}, "temporal_resolution"),
+        ({"temporal_overlap": "False"}, "temporal_overlap"),
+        ({"start_date": "20210502", "end_date": "20210420"}, "end_date"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(stack, config, key):
+    tmp, _ = stack
+    assert (
+        run("catalog", "ingest", str(tmp / "products"), "--stac-url", str(tmp / "cat")).returncode
+        == 0
+    )
+    cfg = tmp / "cfg.json"
+    cfg.write_text(json.dumps(config))
+    r = run(
+        "build",
+        "--stac-url",
+        str(tmp / "cat"),
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp / "cube.zarr"),
+    )
+    assert r.returncode == 2, r.stderr
+    assert key in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp / "cube.zarr").exists()
+
+
+def test_data_errors_exit_1_naming_the_file(stack):
+    tmp, _ = stack
+    bad = tmp / "products" / "broken.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 50)
+    r = run("catalog", "ingest", str(tmp / "products"), "--stac-url", str(tmp / "cat"))
+    assert r.returncode == 1
+    assert "broken.tif" in r.stderr and "Traceback" not in r.stderr
+
+    r = run("search", "--stac-url", str(tmp / "nowhere"), "--config", str(tmp / "missing.json"))
+    assert r.returncode in (1, 2) and ("missing.json" in r.stderr or "nowhere" in r.stderr)
+
+    r = run("info", str(tmp / "no-cube.zarr"))
+    assert r.returncode == 1 and "no-cube.zarr" in r.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("build").returncode == 2
+    assert run("frobnicate").returncode == 2
+
+
+def test_demo_builds_a_cube(tmp_path):
+    r = run(
+        "demo",
+        "--workdir",
+        str(tmp_path / "demo"),
+        "--images",
+        "6",
+        "--size",
+        "64",
+        "--workers",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "6 images" in r.stdout
+    ds = xr.open_zarr(tmp_path / "demo" / "cube.zarr")
+    assert ds.sizes["time"] == 6 and ds["amplitude"].dtype == np.uint16
