@@ -21,7 +21,14 @@ import distributed
 import icecube_cloud
 from icecube_cloud.cluster import connect
 from icecube_cloud.config import CubeConfig, load_config, parse_config, search_params
-from icecube_cloud.errors import BuildError, IcecubeError, ProductError, UsageError, portable_errors
+from icecube_cloud.errors import (
+    BuildError,
+    EmptySelectionError,
+    IcecubeError,
+    ProductError,
+    UsageError,
+    portable_errors,
+)
 from icecube_cloud.plan import CubePlan, SourceRef, make_plan
 from icecube_cloud.products import read_product
 from icecube_cloud.progress import Progress, no_progress
@@ -84,6 +91,11 @@ def plan_cube(
     params = search_params(cfg)
     catalog = open_catalog(stac_url, storage_options=storage_options)
     items = catalog.search(params)
+    if not items:
+        raise EmptySelectionError(
+            f"{_public_url(stac_url)}: the search found no item "
+            f"({json.dumps(params.to_dict(), sort_keys=True)})"
+        )
     axis = select([Acquisition.from_item(it) for it in items], cfg)
     attrs = {
         "title": "ICEYE SAR datacube",

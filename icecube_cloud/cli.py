@@ -72,6 +72,11 @@ def _logging(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # dask.distributed configures its own INFO-level loggers on import; keep the CLI output clean.
+        import distributed  # noqa: F401
+
+        logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -128,6 +128,9 @@ def portable_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except IcecubeError as err:
             detached = copy.copy(err)
+            # copy may go through dask's tblib copyreg hook, which carries the chain along: cut it.
+            detached.__cause__ = detached.__context__ = None
+            detached.__traceback__ = None
         raise detached from None
 
     return wrapper

@@ -14,6 +14,7 @@ from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.stac.catalogs import open_catalog
 from icecube_cloud.stac.items import product_to_item
 from icecube_cloud.stac.static import UpsertResult
+from icecube_cloud.storage import normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def product_items(
     """
     hrefs: list[str] = []
     for src in sources:
-        found = find_products(src, storage_options=storage_options)
+        # Items keep absolute hrefs (local paths or URLs): the catalog may be read from anywhere.
+        found = find_products(normalise_url(src), storage_options=storage_options)
         if not found:
             raise ProductError(src, "no ICEYE product found here")
         hrefs.extend(found)

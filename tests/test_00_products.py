@@ -6,12 +6,12 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 import rasterio
+from helpers import assert_clean_metadata
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products import ProductFormat, find_products, read_product
@@ -25,23 +25,6 @@ OPEN_GRD = SAMPLES / "opendata" / "ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLE
 OPEN_SLC = SAMPLES / "opendata" / "ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLEDF_crop_SLC.json"
 
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="ICEYE samples not available")
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-def assert_clean_metadata(metadata: Any) -> None:
-    json.dumps(metadata, allow_nan=False)
-    assert all(k == k.lower() for k in metadata)
-    leftovers = [s for s in _strings(metadata) if s.lstrip().startswith(("[", "(", "{"))]
-    assert leftovers == []
 
 
 # --- parsing of numpy-printed strings ------------------------------------------------------------
@@ -239,6 +222,7 @@ def test_cog_uses_embedded_item_without_sidecar(tmp_path: Path, small: Synthetic
     assert meta.product_id == small.product_id and meta.shape == small.shape
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_not_an_iceye_product(tmp_path: Path) -> None:
     plain = tmp_path / "plain.tif"
     with rasterio.open(plain, "w", driver="GTiff", height=4, width=4, count=1, dtype="uint8") as ds:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import h5py
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from helpers import assert_clean_metadata
 
 from icecube_cloud.products import ProductFormat, ProductMetadata, find_products, read_product
 from icecube_cloud.synthetic import (
@@ -24,22 +25,6 @@ from icecube_cloud.synthetic import (
     write_legacy_grd,
     write_legacy_slc,
 )
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-def assert_clean_metadata(metadata: Any) -> None:
-    json.dumps(metadata, allow_nan=False)
-    assert all(k == k.lower() for k in metadata)
-    assert [s for s in _strings(metadata) if s.lstrip().startswith(("[", "(", "{"))] == []
 
 
 @pytest.fixture

@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 import xarray as xr
 
 from icecube_cloud.build import build_cube, plan_cube
+from icecube_cloud.cube import open_cube
 from icecube_cloud.errors import (
     ConfigError,
+    DataError,
     EmptySelectionError,
     ProductError,
     ShapeMismatchError,
@@ -26,7 +29,9 @@ from icecube_cloud.errors import (
 )
 from icecube_cloud.ingest import ingest
 from icecube_cloud.products import read_product
+from icecube_cloud.storage import StorageTarget
 from icecube_cloud.synthetic import expected_pixels, make_stack
+from icecube_cloud.write.zarr_writer import skeleton, write_chunk, write_skeleton
 
 START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
 
@@ -224,3 +229,46 @@ def test_plain_xarray_reader_in_a_fresh_process(tmp_path, dask_scheduler):
     ).stdout.split()
     assert int(out[1]) == len(specs)
     assert int(out[0]) == sum(int(expected_pixels(s, "GRD").astype(np.int64).sum()) for s in specs)
+
+
+def _corrupt_one_strip(tif: Path, strip: int) -> None:
+    """Recompress ``tif`` with DEFLATE (tags kept) and destroy one strip: the header stays readable."""
+    deflated = tif.with_suffix(".deflate.tif")
+    rasterio.shutil.copy(tif, deflated, driver="GTiff", compress="DEFLATE")
+    deflated.replace(tif)
+    with rasterio.open(tif) as ds:
+        offset = int(ds.get_tag_item(f"BLOCK_OFFSET_0_{strip}", "TIFF", bidx=1))
+        size = int(ds.get_tag_item(f"BLOCK_SIZE_0_{strip}", "TIFF", bidx=1))
+    data = bytearray(tif.read_bytes())
+    data[offset : offset + size] = bytes(size)
+    tif.write_bytes(bytes(data))
+
+
+def test_failure_while_writing_chunks_leaves_no_cube(tmp_path, dask_scheduler):
+    _stack(tmp_path, "legacy-grd", (256, 128), n=6)
+    victim = sorted((tmp_path / "products").glob("*.tif"))[4]
+    _corrupt_one_strip(victim, strip=3)
+    read_product(str(victim))  # the header is intact: the failure happens in a chunk task
+    with pytest.raises(ProductError, match=victim.name):
+        build_cube(
+            str(tmp_path / "cat"),
+            {"chunks": {"azimuth": 64, "range": 64}},
+            str(tmp_path / "cube.zarr"),
+            scheduler=dask_scheduler,
+        )
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_interrupted_build_is_not_a_cube(tmp_path):
+    """A build that died after writing metadata and some chunks: readers must not take it as a cube."""
+    _stack(tmp_path, "legacy-grd", (32, 32), n=6)
+    plan = plan_cube(str(tmp_path / "cat"), {})
+    target = StorageTarget.from_url(str(tmp_path / "cube.zarr"))
+    write_skeleton(skeleton(plan, ["{}"] * len(plan.slices)), plan, target)
+    source = plan.slices[0].source
+    assert source is not None
+    write_chunk(target, plan.variable, 0, next(plan.windows()), source)
+    with pytest.raises(Exception, match=r"(?i)group|not found|zarr"):
+        xr.open_zarr(tmp_path / "cube.zarr")
+    with pytest.raises(DataError, match=r"cube\.zarr"):
+        open_cube(str(tmp_path / "cube.zarr"))

@@ -157,3 +157,79 @@ def test_demo_builds_a_cube(tmp_path):
     assert "6 images" in r.stdout
     ds = xr.open_zarr(tmp_path / "demo" / "cube.zarr")
     assert ds.sizes["time"] == 6 and ds["amplitude"].dtype == np.uint16
+
+
+def test_readme_commands_with_relative_paths(stack, dask_scheduler):
+    """The issue's own recipe: ingest a folder into ./cat, build ./cube.zarr, open it with xarray."""
+    tmp, specs = stack
+    (tmp / "cfg.json").write_text("{}")
+    assert run("catalog", "ingest", "products", "--stac-url", "./cat", cwd=tmp).returncode == 0
+    r = run(
+        "build",
+        "--stac-url",
+        "./cat",
+        "--config",
+        "cfg.json",
+        "--out",
+        "./cube.zarr",
+        "--scheduler",
+        dask_scheduler,
+        cwd=tmp,
+    )
+    assert r.returncode == 0, r.stderr
+    ds = xr.open_zarr(tmp / "cube.zarr")
+    assert sorted(str(p) for p in ds["product_id"].values) == sorted(s.product_id for s in specs)
+
+
+def test_selection_errors_exit_1(stack, dask_scheduler):
+    tmp, _ = stack
+    make_stack(
+        tmp / "other",
+        n=2,
+        shape=(40, 31),
+        start=datetime(2021, 6, 1, tzinfo=UTC),
+        days=2,
+        flavour="legacy-grd",
+        seed=8,
+    )
+    assert (
+        run(
+            "catalog",
+            "ingest",
+            str(tmp / "products"),
+            str(tmp / "other"),
+            "--stac-url",
+            str(tmp / "cat"),
+        ).returncode
+        == 0
+    )
+    cfg = tmp / "cfg.json"
+    cfg.write_text("{}")
+    r = run(
+        "build",
+        "--stac-url",
+        str(tmp / "cat"),
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp / "c.zarr"),
+        "--scheduler",
+        dask_scheduler,
+    )
+    assert r.returncode == 1
+    assert "40x30" in r.stderr and "40x31" in r.stderr and "Traceback" not in r.stderr
+    cfg.write_text(json.dumps({"start_date": "20300101"}))
+    r = run(
+        "build",
+        "--stac-url",
+        str(tmp / "cat"),
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp / "c.zarr"),
+        "--scheduler",
+        dask_scheduler,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "the search found no item" in r.stderr and str(tmp / "cat") in r.stderr
+    assert not (tmp / "c.zarr").exists()

@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import IO, Any, Literal
 
 import fsspec
@@ -164,3 +165,36 @@ def corner_ring(fields: Fields, prefix: str = "coord_") -> tuple[tuple[float, fl
             return ()
         ring.append((float(lon), float(lat)))
     return (*ring, ring[0])
+
+
+def legacy_fields(fields: Fields) -> dict[str, Any]:
+    """``ProductMetadata`` fields that the legacy GRD GeoTIFF and SLC HDF5 share.
+
+    Both formats carry the same ICEYE field names (upper-case GDAL tags vs lower-case datasets, both
+    lower-cased by the readers), so the mapping to the typed model lives here once.
+    """
+    version = fields.metadata.get("processor_version")
+    return {
+        "product_id": PurePosixPath(fields.href.rstrip("/")).stem,
+        "href": fields.href,
+        "product_type": fields.text("product_type"),
+        "acquisition_start": fields.time("acquisition_start_utc"),
+        "acquisition_end": fields.time("acquisition_end_utc"),
+        "platform": fields.text("satellite_name"),
+        "instrument_mode": fields.text("acquisition_mode").lower(),
+        "polarizations": (fields.text("polarization").upper(),),
+        "center_frequency_ghz": fields.number("carrier_frequency") / 1e9,
+        "incidence_angle": fields.number("incidence_center"),
+        "observation_direction": fields.look_side("look_side"),
+        "orbit_state": fields.orbit_state("orbit_direction"),
+        "incidence_near": fields.opt_float("incidence_near"),
+        "incidence_far": fields.opt_float("incidence_far"),
+        "absolute_orbit": fields.opt_int("orbit_absolute_number"),
+        "relative_orbit": fields.opt_int("orbit_relative_number"),
+        "looks_range": fields.opt_float("range_looks"),
+        "looks_azimuth": fields.opt_float("azimuth_looks"),
+        "calibration_factor": fields.opt_float("calibration_factor"),
+        "footprint": corner_ring(fields),
+        "processing_software": {"ICEYE processor": str(version)} if version is not None else {},
+        "metadata": fields.metadata,
+    }

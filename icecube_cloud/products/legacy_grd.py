@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import PurePosixPath
 from typing import Any
 
 import rasterio
 
 from icecube_cloud.errors import ProductError
-from icecube_cloud.products._common import TRUNCATED_KEY, Fields, corner_ring
+from icecube_cloud.products._common import TRUNCATED_KEY, Fields, legacy_fields
 from icecube_cloud.products._parse import parse_tag_value
 from icecube_cloud.products.model import GroundControlPoint, ProductFormat, ProductMetadata
 
@@ -73,35 +72,13 @@ def read_legacy_grd(href: str, ds: rasterio.DatasetReader) -> ProductMetadata:
         GroundControlPoint(row=g.row, col=g.col, lon=g.x, lat=g.y, height=g.z or 0.0)
         for g in gcp_list
     )
-    version = metadata.get("processor_version")
     return ProductMetadata(
-        product_id=PurePosixPath(href.rstrip("/")).stem,
-        href=href,
         format=ProductFormat.LEGACY_GRD,
-        product_type=fields.text("product_type"),
-        acquisition_start=fields.time("acquisition_start_utc"),
-        acquisition_end=fields.time("acquisition_end_utc"),
-        platform=fields.text("satellite_name"),
-        instrument_mode=fields.text("acquisition_mode").lower(),
-        polarizations=(fields.text("polarization").upper(),),
-        center_frequency_ghz=fields.number("carrier_frequency") / 1e9,
-        incidence_angle=fields.number("incidence_center"),
-        observation_direction=fields.look_side("look_side"),
-        orbit_state=fields.orbit_state("orbit_direction"),
         shape=(ds.height, ds.width),
         dtype=str(ds.dtypes[0]),
-        incidence_near=fields.opt_float("incidence_near"),
-        incidence_far=fields.opt_float("incidence_far"),
-        absolute_orbit=fields.opt_int("orbit_absolute_number"),
-        relative_orbit=fields.opt_int("orbit_relative_number"),
         pixel_spacing_range=fields.opt_float("range_spacing"),
         pixel_spacing_azimuth=fields.opt_float("azimuth_spacing"),
-        looks_range=fields.opt_float("range_looks"),
-        looks_azimuth=fields.opt_float("azimuth_looks"),
-        calibration_factor=fields.opt_float("calibration_factor"),
-        footprint=corner_ring(fields),
         gcps=gcps,
         rpc=rpc,
-        processing_software={"ICEYE processor": str(version)} if version is not None else {},
-        metadata=metadata,
+        **legacy_fields(fields),
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import IO, Any
 
 import h5py
 
 from icecube_cloud.errors import ProductError
-from icecube_cloud.products._common import Fields, corner_ring
+from icecube_cloud.products._common import Fields, legacy_fields
 from icecube_cloud.products._parse import squeeze_singletons, to_jsonable
 from icecube_cloud.products.model import ProductFormat, ProductMetadata
 
@@ -69,34 +68,12 @@ def read_legacy_slc(href: str, fileobj: IO[bytes] | str) -> ProductMetadata:
         raise ProductError(href, f"not a readable HDF5 file: {exc}") from exc
     rpc = metadata.get("rpc") if isinstance(metadata.get("rpc"), dict) else None
     fields = Fields(href, metadata)
-    version = metadata.get("processor_version")
     return ProductMetadata(
-        product_id=PurePosixPath(href.rstrip("/")).stem,
-        href=href,
         format=ProductFormat.LEGACY_SLC,
-        product_type=fields.text("product_type"),
-        acquisition_start=fields.time("acquisition_start_utc"),
-        acquisition_end=fields.time("acquisition_end_utc"),
-        platform=fields.text("satellite_name"),
-        instrument_mode=fields.text("acquisition_mode").lower(),
-        polarizations=(fields.text("polarization").upper(),),
-        center_frequency_ghz=fields.number("carrier_frequency") / 1e9,
-        incidence_angle=fields.number("incidence_center"),
-        observation_direction=fields.look_side("look_side"),
-        orbit_state=fields.orbit_state("orbit_direction"),
         shape=shape,
         dtype=dtype,
-        incidence_near=fields.opt_float("incidence_near"),
-        incidence_far=fields.opt_float("incidence_far"),
-        absolute_orbit=fields.opt_int("orbit_absolute_number"),
-        relative_orbit=fields.opt_int("orbit_relative_number"),
         pixel_spacing_range=_first(fields, "range_spacing", "slant_range_spacing"),
         pixel_spacing_azimuth=_first(fields, "azimuth_spacing", "azimuth_ground_spacing"),
-        looks_range=fields.opt_float("range_looks"),
-        looks_azimuth=fields.opt_float("azimuth_looks"),
-        calibration_factor=fields.opt_float("calibration_factor"),
-        footprint=corner_ring(fields),
         rpc=rpc,
-        processing_software={"ICEYE processor": str(version)} if version is not None else {},
-        metadata=metadata,
+        **legacy_fields(fields),
     )
