@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import distributed
+import pystac
 
 import icecube_cloud
 from icecube_cloud.cluster import connect
@@ -33,7 +34,8 @@ from icecube_cloud.plan import CubePlan, SourceRef, make_plan
 from icecube_cloud.products import read_product
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.selection import Acquisition, select
-from icecube_cloud.stac.catalogs import open_catalog
+from icecube_cloud.stac.catalogs import ItemCatalog, open_catalog
+from icecube_cloud.stac.cube_item import cube_to_item
 from icecube_cloud.storage import StorageTarget
 from icecube_cloud.write.zarr_writer import commit, skeleton, write_chunk, write_skeleton
 
@@ -54,6 +56,8 @@ class BuildResult:
     """Uncompressed pixel bytes written."""
     seconds: float
     """Wall time of the build (planning excluded)."""
+    item_id: str | None = None
+    """Id of the cube's STAC item in the catalog (``None`` when not registered)."""
 
 
 def _public_url(url: str) -> str:
@@ -74,6 +78,13 @@ def _as_config(config: CubeConfig | Mapping[str, Any] | str) -> CubeConfig:
     return parse_config(config)
 
 
+@dataclass(frozen=True)
+class _Planned:
+    plan: CubePlan
+    sources: list[pystac.Item]
+    catalog: ItemCatalog
+
+
 def plan_cube(
     stac_url: str,
     config: CubeConfig | Mapping[str, Any] | str,
@@ -87,7 +98,12 @@ def plan_cube(
         config: A :class:`CubeConfig`, a config mapping, or the path of a config JSON file.
         storage_options: fsspec options for a catalog in object storage.
     """
-    cfg = _as_config(config)
+    return _search_and_plan(stac_url, _as_config(config), storage_options).plan
+
+
+def _search_and_plan(
+    stac_url: str, cfg: CubeConfig, storage_options: Mapping[str, Any] | None
+) -> _Planned:
     params = search_params(cfg)
     catalog = open_catalog(stac_url, storage_options=storage_options)
     items = catalog.search(params)
@@ -105,8 +121,11 @@ def plan_cube(
         "icecube_cloud_search": {"catalog": _public_url(stac_url), "parameters": params.to_dict()},
         "source_items": [s.item_id for s in axis.slices if s.item_id is not None],
     }
-    plan = make_plan({it.id: it for it in items}, axis, chunks=cfg.chunks, attrs=attrs)
-    return dataclasses.replace(plan, attrs={**attrs, "product_type": plan.product_level})
+    by_id = {it.id: it for it in items}
+    plan = make_plan(by_id, axis, chunks=cfg.chunks, attrs=attrs)
+    plan = dataclasses.replace(plan, attrs={**attrs, "product_type": plan.product_level})
+    sources = [by_id[s.item_id] for s in axis.slices if s.item_id is not None]
+    return _Planned(plan, sources, catalog)
 
 
 @portable_errors
@@ -208,6 +227,7 @@ def build_cube(
     scheduler: str | None = None,
     workers: int | None = None,
     overwrite: bool = False,
+    register: bool = True,
     progress: Progress = no_progress,
 ) -> BuildResult:
     """Search, plan and build a cube in one call (the ``icecube-cloud build`` command).
@@ -220,14 +240,15 @@ def build_cube(
         scheduler: Existing dask scheduler address; ``None`` starts a LocalCluster.
         workers: Local worker processes (LocalCluster only).
         overwrite: Replace an existing cube at ``out``.
+        register: Register the cube as a STAC item (collection ``icecube-cubes``) in the catalog.
         progress: Progress callback.
     """
-    plan = plan_cube(stac_url, config, storage_options=storage_options)
+    planned = _search_and_plan(stac_url, _as_config(config), storage_options)
     progress("plan", 1, 1)
     with connect(scheduler, workers) as client:
         try:
-            return execute(
-                plan,
+            result = execute(
+                planned.plan,
                 out,
                 client=client,
                 storage_options=storage_options,
@@ -240,3 +261,9 @@ def build_cube(
             raise BuildError(
                 f"building {_public_url(out)} failed: {type(err).__name__}: {err}"
             ) from err
+    if not register:
+        return result
+    item = cube_to_item(planned.plan, result.url, planned.sources, created=datetime.now(UTC))
+    planned.catalog.upsert([item])
+    log.info("registered cube %s as item %s in %s", result.url, item.id, _public_url(stac_url))
+    return dataclasses.replace(result, item_id=item.id)

@@ -143,6 +143,9 @@ def search_cmd(stac_url: str, config_path: str, as_json: bool, quiet: bool, verb
 @click.option("--scheduler", default=None, help="Existing dask scheduler (tcp://host:port).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cube at --out.")
+@click.option(
+    "--no-register", is_flag=True, help="Do not register the cube as a STAC item in the catalog."
+)
 @_common
 def build_cmd(
     stac_url: str,
@@ -152,6 +155,7 @@ def build_cmd(
     scheduler: str | None,
     workers: int | None,
     overwrite: bool,
+    no_register: bool,
     quiet: bool,
     verbose: bool,
 ) -> None:
@@ -169,6 +173,7 @@ def build_cmd(
             scheduler=scheduler,
             workers=workers,
             overwrite=overwrite,
+            register=not no_register,
             progress=CliProgress(quiet),
         )
         plan = result.plan
@@ -177,6 +182,8 @@ def build_cmd(
             f"{plan.shape[0]}x{plan.shape[1]} {plan.dtype}, {result.chunks_written} chunks, "
             f"{result.nbytes / 2**20:.1f} MiB in {result.seconds:.1f} s"
         )
+        if result.item_id:
+            click.echo(f"registered as STAC item {result.item_id} (collection icecube-cubes)")
 
     _run(run, verbose)
 

@@ -357,8 +357,13 @@ def load_config(path_or_url: str) -> CubeConfig:
 def search_params(cfg: CubeConfig) -> SearchParams:
     """The STAC search a config asks for (rules a search cannot express run later, in selection)."""
     collections = cfg.collections
-    if collections is None and cfg.product_type is not None:
-        collections = (COLLECTION_OF_PRODUCT_TYPE[cfg.product_type],)
+    if collections is None:
+        # Only ICEYE product collections: a catalog also holds cubes, labels and other data.
+        collections = (
+            (COLLECTION_OF_PRODUCT_TYPE[cfg.product_type],)
+            if cfg.product_type is not None
+            else tuple(COLLECTION_OF_PRODUCT_TYPE.values())
+        )
     interval = None
     if cfg.start_date is not None or cfg.end_date is not None:
         interval = (

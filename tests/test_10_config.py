@@ -72,7 +72,8 @@ def test_sample_use_case6_defaults() -> None:
 def test_sample_default_empty() -> None:
     cfg = load_config(str(SAMPLES / "config_use_case_default.json"))
     assert cfg == CubeConfig()
-    assert search_params(cfg).collections is None
+    # Products only: a catalog also holds cube items (and later labels).
+    assert search_params(cfg).collections == ("iceye-grd", "iceye-slc")
 
 
 def test_every_sample_is_covered() -> None:
@@ -357,7 +358,7 @@ def test_search_params_open_ends_and_one_bound() -> None:
     p = search_params(parse_config({"end_date": 20210430, "min_incidence_angle": 20}))
     assert p.datetime is not None and p.datetime[0] is None
     assert p.query == {"view:incidence_angle": {"gte": 20.0}}
-    assert p.collections is None
+    assert p.collections == ("iceye-grd", "iceye-slc")
 
 
 def test_collections_win_over_product_type() -> None:

@@ -1,4 +1,4 @@
-"""STAC collections of ICEYE products (``iceye-grd``, ``iceye-slc``), shipped as package data.
+"""STAC collections (ICEYE products ``iceye-grd``/``iceye-slc``, built cubes ``icecube-cubes``), as package data.
 
 The JSON definitions live in :mod:`icecube_cloud.catalog_defs` (see ``catalog/README.md``).
 """
@@ -12,8 +12,10 @@ import pystac
 
 from icecube_cloud.errors import CatalogError
 
-COLLECTION_IDS: tuple[str, ...] = ("iceye-grd", "iceye-slc")
-"""Ids of the collections icecube-cloud defines (one per processing level)."""
+PRODUCT_COLLECTION_IDS: tuple[str, ...] = ("iceye-grd", "iceye-slc")
+"""Collections of ICEYE products (one per processing level)."""
+COLLECTION_IDS: tuple[str, ...] = (*PRODUCT_COLLECTION_IDS, "icecube-cubes")
+"""Ids of every collection icecube-cloud defines: products, and the cubes built from them."""
 
 _PACKAGE = "icecube_cloud.catalog_defs"
 

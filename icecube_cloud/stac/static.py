@@ -286,6 +286,8 @@ class StaticCatalog:
             item = pystac.Item.from_dict(data, preserve_dict=False)
         except (KeyError, TypeError, ValueError, pystac.STACError, pystac.STACTypeError) as exc:
             raise CatalogError(f"{self._display(path)}: not a valid STAC item: {exc!r}") from exc
+        # Where the item lives, so others can link to it (e.g. a cube's derived_from links).
+        item.set_self_href(self._display(path))
         return item
 
     def _write_json(self, path: str, data: dict[str, Any]) -> None:

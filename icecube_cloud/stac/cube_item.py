@@ -1,0 +1,136 @@
+"""A built cube as a STAC item (datacube extension), so notebooks find cubes by search like any product.
+
+The item carries ``cube:dimensions`` and ``cube:variables``, one Zarr asset (role ``data``) pointing at the
+cube, the union of the source footprints as geometry, the time span as ``start_datetime``/``end_datetime``,
+and a ``derived_from`` link to every source item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import pystac
+import shapely
+from shapely.geometry import mapping, shape
+
+from icecube_cloud.plan import CubePlan
+
+CUBE_COLLECTION = "icecube-cubes"
+"""Collection of built cubes."""
+ZARR_MEDIA_TYPE = "application/vnd+zarr; version=3"
+"""Media type of a Zarr v3 store (STAC best practice for Zarr assets)."""
+DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
+
+_PER_TIME = (
+    "acquisition_start",
+    "acquisition_end",
+    "incidence_angle",
+    "orbit_state",
+    "observation_direction",
+    "polarization",
+    "platform",
+    "product_id",
+    "calibration_factor",
+    "valid",
+    "metadata",
+)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def cube_item_id(url: str) -> str:
+    """A stable item id for the cube at ``url`` (same output location → same item, updated on rebuild)."""
+    name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr") or "cube"
+    return f"cube-{name}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
+
+
+def cube_to_item(
+    plan: CubePlan,
+    url: str,
+    sources: Sequence[pystac.Item],
+    *,
+    source_hrefs: Mapping[str, str] | None = None,
+    created: datetime | None = None,
+) -> pystac.Item:
+    """The STAC item describing a cube built from ``plan`` at ``url``.
+
+    Args:
+        plan: The executed plan.
+        url: Where the cube is (local path or ``s3://`` URL; never with credentials).
+        sources: The source items of the cube (geometry and ``derived_from`` links).
+        source_hrefs: Item id -> URL of the source item in its catalog, for the links (defaults to each
+            item's own self href).
+        created: Build time, for the ``created`` property.
+    """
+    times = [s.time for s in plan.slices]
+    footprints = [shape(it.geometry) for it in sources if it.geometry]
+    union = shapely.union_all(footprints) if footprints else None
+    geometry = mapping(union) if union is not None and not union.is_empty else None
+    properties: dict[str, object] = {
+        "datetime": None,
+        "start_datetime": _iso(min(times)),
+        "end_datetime": _iso(max(times)),
+        "constellation": "ICEYE",
+        "sar:product_type": plan.product_level,
+        "cube:dimensions": {
+            "time": {
+                "type": "temporal",
+                "extent": [_iso(min(times)), _iso(max(times))],
+                "values": [_iso(t) for t in times],
+            },
+            "azimuth": {
+                "type": "azimuth",
+                "description": "azimuth line index of the SAR image (slow time)",
+                "extent": [0, plan.shape[0] - 1],
+                "step": 1,
+            },
+            "range": {
+                "type": "range",
+                "description": "range sample index of the SAR image",
+                "extent": [0, plan.shape[1] - 1],
+                "step": 1,
+            },
+        },
+        "cube:variables": {
+            plan.variable: {
+                "dimensions": ["time", "azimuth", "range"],
+                "variable_type": "data",
+                "description": f"{plan.product_level} {plan.variable} ({plan.dtype})",
+            },
+            **{name: {"dimensions": ["time"], "variable_type": "auxiliary"} for name in _PER_TIME},
+        },
+        "icecube:images": len(plan.slices) - plan.n_gaps,
+        "icecube:gaps": plan.n_gaps,
+    }
+    if created is not None:
+        properties["created"] = _iso(created)
+    item = pystac.Item(
+        id=cube_item_id(url),
+        geometry=geometry,
+        bbox=list(union.bounds) if geometry is not None and union is not None else None,
+        datetime=None,
+        properties=properties,
+        stac_extensions=[DATACUBE_EXTENSION],
+        collection=CUBE_COLLECTION,
+    )
+    item.add_asset(
+        "zarr",
+        pystac.Asset(
+            href=url,
+            media_type=ZARR_MEDIA_TYPE,
+            roles=["data"],
+            title=f"{plan.product_level} datacube (Zarr v3)",
+        ),
+    )
+    hrefs = dict(source_hrefs or {})
+    for src in sources:
+        href = hrefs.get(src.id) or src.get_self_href()
+        if href:
+            item.add_link(
+                pystac.Link("derived_from", href, media_type="application/geo+json", title=src.id)
+            )
+    return item

@@ -1,0 +1,123 @@
+"""Builds on a dask cluster made of separate ``dask scheduler`` and ``dask worker`` processes.
+
+Checks that workers read the sources and write the chunks themselves: what comes back to the client
+is task bookkeeping (byte counts, metadata JSON), never pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, get_task_stream
+
+from icecube_cloud.build import build_cube, execute, plan_cube
+from icecube_cloud.ingest import ingest
+from icecube_cloud.synthetic import expected_pixels, make_stack
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+@pytest.fixture(scope="module")
+def dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A scheduler process and a worker process (two worker subprocesses) on loopback."""
+    work = tmp_path_factory.mktemp("dask-cluster")
+    sched_file = work / "scheduler.json"
+    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": work}
+    scheduler = subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(sched_file)],
+        **common,
+    )  # fmt: skip
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        worker = subprocess.Popen(
+            [DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
+             "--memory-limit", "2GiB", "--local-directory", str(work)],
+            **common,
+        )  # fmt: skip
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    specs = make_stack(
+        tmp_path / "products",
+        n=6,
+        shape=(200, 160),
+        start=datetime(2021, 4, 20, tzinfo=UTC),
+        days=12,
+        flavour="grd-cog",
+        seed=11,
+    )
+    ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
+    return tmp_path, specs
+
+
+def test_workers_write_chunks_the_client_only_metadata(catalog, dask_processes):
+    tmp, specs = catalog
+    plan = plan_cube(str(tmp / "cat"), {"chunks": {"azimuth": 64, "range": 64}})
+    with Client(dask_processes) as client, get_task_stream(client=client) as stream:
+        client_pid = client.run(lambda: __import__("os").getpid())
+        result = execute(plan, str(tmp / "cube.zarr"), client=client)
+    tasks = stream.data
+    writes = [t for t in tasks if "write_chunk" in str(t["key"])]
+    assert len(writes) == result.chunks_written == plan.n_chunks
+    # Pixels never travel back: a chunk task returns a byte count, the only other tasks return
+    # each product's metadata JSON (what the client writes as the `metadata` coordinate).
+    assert result.nbytes == plan.nbytes
+    assert max(t.get("nbytes", 0) for t in writes) <= 64
+    metadata_bytes = sum(len(m.encode()) for m in xr.open_zarr(tmp / "cube.zarr")["metadata"].values)
+    others = sum(t.get("nbytes", 0) for t in tasks if t not in writes)
+    assert others < 2 * metadata_bytes + 10_000, (others, metadata_bytes)
+    # The work ran in the worker processes, not in this one.
+    workers = {t["worker"] for t in writes}
+    assert workers <= set(client_pid) and len(workers) == 2
+    ds = xr.open_zarr(tmp / "cube.zarr")
+    for t, pid in enumerate(ds["product_id"].values):
+        spec = next(s for s in specs if s.product_id == pid)
+        np.testing.assert_array_equal(
+            ds["amplitude"].isel(time=t).values, expected_pixels(spec, "GRD")
+        )
+
+
+def test_build_cube_with_scheduler_address(catalog, dask_processes):
+    tmp, specs = catalog
+    result = build_cube(str(tmp / "cat"), {}, str(tmp / "cube.zarr"), scheduler=dask_processes)
+    assert result.chunks_written == len(specs)
+    ds = xr.open_zarr(tmp / "cube.zarr")
+    assert ds.sizes["time"] == len(specs)
+
+
+def test_unreachable_scheduler_is_a_clear_error(catalog):
+    tmp, _ = catalog
+    cfg = tmp / "cfg.json"
+    cfg.write_text("{}")
+    exe = str(Path(sys.executable).parent / "icecube-cloud")
+    r = subprocess.run(
+        [exe, "build", "--stac-url", str(tmp / "cat"), "--config", str(cfg), "--out",
+         str(tmp / "cube.zarr"), "--scheduler", "tcp://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 1
+    assert "tcp://127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp / "cube.zarr").exists()
