@@ -1,5 +1,6 @@
 # icecube-cloud — the two quick-start commands are `make demo` and `make test`.
-# Everything installs into ./.venv from pyproject.toml; nothing needs to be installed beforehand
+# Everything installs into ./.venv from pyproject.toml, and the system packages the tests need
+# (PostgreSQL + PostGIS for the STAC API) through apt; nothing else needs to be installed beforehand
 # except Python 3.11, pip and apt.
 
 PYTHON ?= python3
@@ -8,13 +9,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
+STAC_API_DIR  ?= .stac-api
+STAC_API_PORT ?= 8082
+MOTO_DIR  ?= .moto
+MOTO_PORT ?= 5555
 
-.PHONY: demo test lint typecheck unit clean help
+.PHONY: help demo demo-cloud test lint typecheck unit system-packages \
+        catalog-up catalog-down moto-up moto-down clean
 
 help:
-	@echo "make demo   - install, then synthesise an ICEYE stack, catalog it and build a cube in ./$(DEMO_DIR)"
-	@echo "make test   - install everything the tests need, lint, type-check and run the tests"
-	@echo "make clean  - remove the virtual environment and demo output"
+	@echo "make demo        - install, then synthesise an ICEYE stack, catalog it and build a cube in ./$(DEMO_DIR)"
+	@echo "make test        - install everything the tests need (system packages too), lint, type-check, test"
+	@echo "make demo-cloud  - the same story on local S3 (moto), a STAC API (pgstac) and a dask cluster"
+	@echo "make catalog-up  - run a local STAC API (pgstac) on port $(STAC_API_PORT); catalog-down stops it"
+	@echo "make moto-up     - run a local S3 (moto) on port $(MOTO_PORT); moto-down stops it"
+	@echo "make clean       - remove the virtual environment and demo output"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +37,14 @@ $(STAMP)-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(STAMP)-base
 
+system-packages:
+	infra/local/install-system-packages.sh
+
 demo: $(STAMP)-base
 	$(BIN)/icecube-cloud demo --workdir $(DEMO_DIR)
+
+demo-cloud: $(STAMP)-test system-packages
+	$(BIN)/icecube-cloud demo --cloud --workdir $(DEMO_DIR)-cloud --size 512
 
 lint: $(STAMP)-test
 	$(BIN)/ruff check icecube_cloud tests
@@ -38,10 +53,22 @@ lint: $(STAMP)-test
 typecheck: $(STAMP)-test
 	$(BIN)/mypy
 
-unit: $(STAMP)-test
+unit: $(STAMP)-test system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
+catalog-up: $(STAMP)-test system-packages
+	$(BIN)/python -m icecube_cloud.testing.stac_api up --dir $(STAC_API_DIR) --port $(STAC_API_PORT)
+
+catalog-down:
+	$(BIN)/python -m icecube_cloud.testing.stac_api down --dir $(STAC_API_DIR)
+
+moto-up: $(STAMP)-test
+	$(BIN)/python -m icecube_cloud.testing.moto up --port $(MOTO_PORT) --dir $(MOTO_DIR)
+
+moto-down:
+	$(BIN)/python -m icecube_cloud.testing.moto down --dir $(MOTO_DIR)
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-cloud .pytest_cache .mypy_cache .ruff_cache .hypothesis

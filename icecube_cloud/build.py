@@ -36,7 +36,7 @@ from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.selection import Acquisition, select
 from icecube_cloud.stac.catalogs import ItemCatalog, open_catalog
 from icecube_cloud.stac.cube_item import cube_to_item
-from icecube_cloud.storage import StorageTarget
+from icecube_cloud.storage import StorageOptions, StorageTarget
 from icecube_cloud.write.zarr_writer import commit, skeleton, write_chunk, write_skeleton
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def execute(
             raise UsageError(f"{out} already exists; pass --overwrite to replace it")
         target.remove()
     start = time.perf_counter()
-    so = dict(storage_options or {})
+    so = StorageOptions.of(storage_options)  # never prints secrets, even in worker error logs
     sources = [s.source for s in plan.slices if s.source is not None]
     # 1. Every source is opened once before anything is written: a corrupt file fails the build early.
     infos = _gather(

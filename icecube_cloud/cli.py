@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -45,10 +44,15 @@ class CliProgress:
             click.echo(f"{stage}: {done}/{total}", err=True)
 
 
-def _storage_options() -> dict[str, Any]:
-    """Fsspec options from the environment (credentials stay in the environment, s3fs reads them)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    return {"endpoint_url": endpoint} if endpoint else {}
+def _storage_options() -> Mapping[str, Any]:
+    """Storage options from the environment: ``AWS_ENDPOINT_URL`` and credentials as s3fs finds them.
+
+    Credentials are resolved here, once, so that dask workers that do not share this environment can
+    reach the bucket; the returned value never prints them.
+    """
+    from icecube_cloud.storage import storage_options_from_env
+
+    return storage_options_from_env()
 
 
 def _run(fn: Callable[[], None], verbose: bool) -> None:
@@ -216,20 +220,30 @@ def info_cmd(cube: str, quiet: bool, verbose: bool) -> None:
     help="Image edge (pixels).",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--cloud",
+    is_flag=True,
+    help="Use local S3 (moto) and a STAC API (pgstac) instead of folders (needs the test extras).",
+)
 @_common
 def demo_cmd(
-    workdir: str, images: int, size: int, workers: int | None, quiet: bool, verbose: bool
+    workdir: str,
+    images: int,
+    size: int,
+    workers: int | None,
+    cloud: bool,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Synthesise an ICEYE GRD stack, catalog it, build a cube and summarise it."""
     _logging(verbose)
 
     def run() -> None:
-        from icecube_cloud.demo import run_demo
+        from icecube_cloud.demo import run_cloud_demo, run_demo
 
+        demo = run_cloud_demo if cloud else run_demo
         click.echo(
-            run_demo(
-                workdir, images=images, size=size, workers=workers, progress=CliProgress(quiet)
-            )
+            demo(workdir, images=images, size=size, workers=workers, progress=CliProgress(quiet))
         )
 
     _run(run, verbose)

@@ -86,7 +86,9 @@ def test_workers_write_chunks_the_client_only_metadata(catalog, dask_processes):
     # each product's metadata JSON (what the client writes as the `metadata` coordinate).
     assert result.nbytes == plan.nbytes
     assert max(t.get("nbytes", 0) for t in writes) <= 64
-    metadata_bytes = sum(len(m.encode()) for m in xr.open_zarr(tmp / "cube.zarr")["metadata"].values)
+    metadata_bytes = sum(
+        len(m.encode()) for m in xr.open_zarr(tmp / "cube.zarr")["metadata"].values
+    )
     others = sum(t.get("nbytes", 0) for t in tasks if t not in writes)
     assert others < 2 * metadata_bytes + 10_000, (others, metadata_bytes)
     # The work ran in the worker processes, not in this one.

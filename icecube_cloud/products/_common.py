@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -12,10 +11,16 @@ from typing import IO, Any, Literal
 
 import fsspec
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 
+from icecube_cloud import gdal_io
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products._parse import parse_utc
+
+HDF5_BLOCK = 2**20
+"""fsspec block for HDF5 over object storage: h5py reads scattered metadata, then contiguous data."""
+SNIFF_BLOCK = 2**16
+"""fsspec block for reading a file's first bytes / a small sidecar."""
 
 TRUNCATED_KEY = "_truncated_fields"
 """Metadata key listing fields whose numpy print was elided (``...``) at the source."""
@@ -40,36 +45,42 @@ def filesystem(
 
 
 @contextlib.contextmanager
-def open_binary(href: str, storage_options: Mapping[str, Any] | None) -> Iterator[IO[bytes]]:
-    """Open ``href`` (local path or fsspec URL) for binary reading, errors as ProductError."""
+def open_binary(
+    href: str,
+    storage_options: Mapping[str, Any] | None,
+    *,
+    block_size: int = SNIFF_BLOCK,
+    cache_type: str = "readahead",
+) -> Iterator[IO[bytes]]:
+    """Open ``href`` (local path or fsspec URL) for binary reading, errors as ProductError.
+
+    Remote files are read in ``block_size`` range requests (never downloaded whole up front).
+    """
     try:
         if is_local(href):
             handle: IO[bytes] = open(local_path(href), "rb")  # noqa: SIM115
         else:
             fs, path = filesystem(href, storage_options)
-            handle = fs.open(path, "rb")
+            handle = fs.open(path, "rb", block_size=block_size, cache_type=cache_type)
     except (OSError, ValueError) as exc:
         raise ProductError(href, f"cannot open: {exc}") from exc
     with handle:
-        yield handle
+        try:
+            yield handle
+        except OSError as exc:  # remote files fail on first read (404, 403, connection)
+            raise ProductError(href, f"cannot read: {type(exc).__name__}: {exc}") from exc
 
 
 @contextlib.contextmanager
 def open_raster(
     href: str, storage_options: Mapping[str, Any] | None
 ) -> Iterator[rasterio.DatasetReader]:
-    """Open a GeoTIFF with rasterio (fsspec files when remote); errors: ProductError."""
-    try:
-        with warnings.catch_warnings():  # slant/ground-range products have no CRS: expected
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            if is_local(href):
-                ds = rasterio.open(local_path(href))
-            else:
-                fs, _ = filesystem(href, storage_options)
-                ds = rasterio.open(href, opener=fs.open)
-    except (RasterioError, OSError, ValueError) as exc:
-        raise ProductError(href, f"not a readable GeoTIFF: {exc}") from exc
-    with ds:
+    """Open a GeoTIFF with rasterio (window reads when remote); errors: ProductError."""
+    with contextlib.ExitStack() as stack:
+        try:
+            ds = stack.enter_context(gdal_io.open_raster(href, storage_options))
+        except (RasterioError, OSError, ValueError) as exc:
+            raise ProductError(href, f"not a readable GeoTIFF: {exc}") from exc
         yield ds
 
 

@@ -14,6 +14,7 @@ import h5py
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products import cog, legacy_grd, legacy_slc
 from icecube_cloud.products._common import (
+    HDF5_BLOCK,
     exists,
     filesystem,
     is_local,
@@ -64,7 +65,10 @@ def _hdf5_source(href: str, storage_options: Mapping[str, Any] | None) -> Iterat
     if is_local(href):
         yield local_path(href)
     else:
-        with open_binary(href, storage_options) as handle:
+        # h5py seeks between scattered metadata blocks: keep the blocks it has read.
+        with open_binary(
+            href, storage_options, block_size=HDF5_BLOCK, cache_type="blockcache"
+        ) as handle:
             yield handle
 
 
@@ -184,9 +188,21 @@ def find_products(
             raise ProductError(src, "no such file or folder")
     else:
         fs, path = filesystem(src, storage_options)
-        if fs.isfile(path):
-            return [src]
-    files = sorted(_list_files(src, storage_options))
+        fs.invalidate_cache(path)  # a long-lived process must see objects deleted since
+        try:
+            if fs.isfile(path):
+                return [src]
+            files = sorted(_list_files(src, storage_options))
+        except OSError as err:  # missing bucket, forbidden, wrong credentials, unreachable
+            raise ProductError(src, f"cannot list: {type(err).__name__}: {err}") from err
+        if not files:
+            raise ProductError(src, "no such object or prefix")
+        return _products_among(files, storage_options)
+    return _products_among(sorted(_list_files(src, storage_options)), storage_options)
+
+
+def _products_among(files: list[str], storage_options: Mapping[str, Any] | None) -> list[str]:
+    """The product files among ``files`` (sorted), skipping sidecars of present TIFFs."""
     present = set(files)
     found = []
     for href in files:

@@ -1,11 +1,13 @@
 """Window reads of GeoTIFF products (legacy GRD and current COGs) with rasterio.
 
-Only the requested window is read (GDAL block reads; range requests for remote files through an fsspec
-opener), and shadows-down layouts are turned back into physical (azimuth, range) order here.
+Only the requested window is read (GDAL block reads; HTTP range requests for remote files, see
+:mod:`icecube_cloud.gdal_io`), and shadows-down layouts are turned back into physical (azimuth, range)
+order here.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,13 +17,15 @@ import rasterio
 import rasterio.windows
 
 from icecube_cloud.errors import ProductError
+from icecube_cloud.gdal_io import open_raster
 from icecube_cloud.products.model import Orientation
 from icecube_cloud.read.protocol import Window
-from icecube_cloud.storage import StorageTarget, is_remote
 
 
 class RasterioReader:
     """Reads one band of a GeoTIFF in physical (azimuth, range) order.
+
+    Open, read and close from one thread (the GDAL environment of a remote file is thread-local).
 
     Args:
         href: Local path or fsspec URL of the TIFF.
@@ -41,12 +45,11 @@ class RasterioReader:
         self.href = href
         self.orientation = orientation
         self.band = band
-        opener: Any = None
-        if is_remote(href):
-            opener = StorageTarget.from_url(href, storage_options).fs
+        self._stack = contextlib.ExitStack()
         try:
-            self._ds = rasterio.open(href, opener=opener) if opener else rasterio.open(href)
-        except (rasterio.RasterioIOError, OSError) as err:
+            self._ds = self._stack.enter_context(open_raster(href, storage_options))
+        except (rasterio.RasterioIOError, OSError, ValueError) as err:
+            self._stack.close()
             raise ProductError(href, f"cannot open the TIFF: {err}") from err
 
     def read(self, window: Window) -> npt.NDArray[np.generic]:
@@ -75,5 +78,5 @@ class RasterioReader:
         return data
 
     def close(self) -> None:
-        """Close the dataset."""
-        self._ds.close()
+        """Close the dataset (and its GDAL environment)."""
+        self._stack.close()

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import pystac
 
-from icecube_cloud.errors import CatalogError
+from icecube_cloud.stac.api import ApiCatalog
 from icecube_cloud.stac.search import SearchParams
 from icecube_cloud.stac.static import StaticCatalog
 
@@ -37,14 +37,14 @@ def open_catalog(
     """Open the catalog at ``url``.
 
     Args:
-        url: Static catalog location or STAC API root.
+        url: Static catalog location, or an http(s) STAC API root (searched with pystac-client,
+            written through the Transactions extension).
         create: Create a missing static catalog (ingest does; search and build do not).
         storage_options: fsspec options for a static catalog in object storage.
     """
     if is_api_url(url):
-        raise CatalogError(
-            f"{url}: STAC API catalogs are not supported yet (issue #3); use a static catalog"
-        )
+        # A STAC API creates its collections on first upsert: ``create`` has nothing to do here.
+        return ApiCatalog(url)
     return StaticCatalog.open(
         url, create=create, storage_options=dict(storage_options) if storage_options else None
     )

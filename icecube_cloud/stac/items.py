@@ -258,6 +258,9 @@ def item_format(item: pystac.Item) -> ProductFormat:
 def item_data_href(item: pystac.Item) -> str:
     """Where the item's pixels are (local path or fsspec URL)."""
     asset = item.assets[item_format(item).value]
+    if asset.href.startswith("/") or "://" in asset.href:
+        # Already absolute: never resolve a local path against an http(s) item link.
+        return asset.href
     return asset.get_absolute_href() or asset.href
 
 
