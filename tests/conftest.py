@@ -1,18 +1,24 @@
-"""Shared fixtures: paths to ICEYE's sample products, and a real dask cluster for builds."""
+"""Shared fixtures: ICEYE sample paths and real components (dask clusters, S3 via moto, a pgstac API)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLES = SHARED / "iceye-samples"
 SCHEMAS = SHARED / "stac-schemas"
+DASK = str(Path(sys.executable).parent / "dask")
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +40,43 @@ def dask_scheduler() -> Iterator[str]:
         silence_logs=logging.ERROR,
     ) as cluster:
         yield str(cluster.scheduler_address)
+
+
+@pytest.fixture(scope="session")
+def dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``dask scheduler`` process and a ``dask worker`` process (two workers) on loopback.
+
+    The processes get an environment without AWS settings: anything they read from S3 they must reach
+    with the storage options the client ships (as on a real cluster, whose nodes do not share ours).
+    """
+    work = tmp_path_factory.mktemp("dask-cluster")
+    sched_file = work / "scheduler.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": work, "env": env}
+    scheduler = subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(sched_file)],
+        **common,
+    )  # fmt: skip
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        worker = subprocess.Popen(
+            [DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
+             "--memory-limit", "2GiB", "--local-directory", str(work)],
+            **common,
+        )  # fmt: skip
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
 
 
 # --- real STAC API (pgstac + stac-fastapi-pgstac), started once per session --------------------------

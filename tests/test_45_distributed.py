@@ -6,11 +6,8 @@ is task bookkeeping (byte counts, metadata JSON), never pixels.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,38 +21,6 @@ from icecube_cloud.ingest import ingest
 from icecube_cloud.synthetic import expected_pixels, make_stack
 
 DASK = str(Path(sys.executable).parent / "dask")
-
-
-@pytest.fixture(scope="module")
-def dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A scheduler process and a worker process (two worker subprocesses) on loopback."""
-    work = tmp_path_factory.mktemp("dask-cluster")
-    sched_file = work / "scheduler.json"
-    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": work}
-    scheduler = subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(sched_file)],
-        **common,
-    )  # fmt: skip
-    worker = None
-    try:
-        deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(sched_file.read_text())["address"]
-        worker = subprocess.Popen(
-            [DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
-             "--memory-limit", "2GiB", "--local-directory", str(work)],
-            **common,
-        )  # fmt: skip
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        for proc in (worker, scheduler):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=30)
 
 
 @pytest.fixture
