@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from icecube_cloud.errors import (
     UsageError,
     portable_errors,
 )
+from icecube_cloud.hrefs import HrefPolicy
 from icecube_cloud.plan import CubePlan, SourceRef, make_plan
 from icecube_cloud.products import read_product
 from icecube_cloud.progress import Progress, no_progress
@@ -90,6 +91,7 @@ def plan_cube(
     config: CubeConfig | Mapping[str, Any] | str,
     *,
     storage_options: Mapping[str, Any] | None = None,
+    allowed_hrefs: Sequence[str] = (),
 ) -> CubePlan:
     """Search the catalog and plan the cube, without reading a pixel.
 
@@ -97,12 +99,17 @@ def plan_cube(
         stac_url: Static catalog location or STAC API root.
         config: A :class:`CubeConfig`, a config mapping, or the path of a config JSON file.
         storage_options: fsspec options for a catalog in object storage.
+        allowed_hrefs: Extra locations the catalog's asset hrefs may point to (see
+            :class:`icecube_cloud.hrefs.HrefPolicy`).
     """
-    return _search_and_plan(stac_url, _as_config(config), storage_options).plan
+    return _search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs).plan
 
 
 def _search_and_plan(
-    stac_url: str, cfg: CubeConfig, storage_options: Mapping[str, Any] | None
+    stac_url: str,
+    cfg: CubeConfig,
+    storage_options: Mapping[str, Any] | None,
+    allowed_hrefs: Sequence[str] = (),
 ) -> _Planned:
     params = search_params(cfg)
     catalog = open_catalog(stac_url, storage_options=storage_options)
@@ -125,6 +132,10 @@ def _search_and_plan(
     plan = make_plan(by_id, axis, chunks=cfg.chunks, attrs=attrs)
     plan = dataclasses.replace(plan, attrs={**attrs, "product_type": plan.product_level})
     sources = [by_id[s.item_id] for s in axis.slices if s.item_id is not None]
+    policy = HrefPolicy.for_catalog(stac_url, allowed_hrefs)
+    for s in plan.slices:
+        if s.source is not None:
+            policy.check(s.source.href, s.source.item_id)
     return _Planned(plan, sources, catalog)
 
 
@@ -228,6 +239,7 @@ def build_cube(
     workers: int | None = None,
     overwrite: bool = False,
     register: bool = True,
+    allowed_hrefs: Sequence[str] = (),
     progress: Progress = no_progress,
 ) -> BuildResult:
     """Search, plan and build a cube in one call (the ``icecube-cloud build`` command).
@@ -241,9 +253,10 @@ def build_cube(
         workers: Local worker processes (LocalCluster only).
         overwrite: Replace an existing cube at ``out``.
         register: Register the cube as a STAC item (collection ``icecube-cubes``) in the catalog.
+        allowed_hrefs: Extra locations the catalog's asset hrefs may point to.
         progress: Progress callback.
     """
-    planned = _search_and_plan(stac_url, _as_config(config), storage_options)
+    planned = _search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs)
     progress("plan", 1, 1)
     with connect(scheduler, workers) as client:
         try:

@@ -71,6 +71,16 @@ def _common(f: F) -> F:
     return f
 
 
+def _allow_href(f: F) -> F:
+    return click.option(
+        "--allow-href",
+        multiple=True,
+        metavar="PREFIX",
+        help="Also read asset hrefs under PREFIX (repeatable). By default a build reads s3:// objects "
+        "and, for a catalog on local disk, local files; never local files named by a remote catalog.",
+    )(f)
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -122,15 +132,25 @@ def ingest_cmd(sources: Sequence[str], stac_url: str, quiet: bool, verbose: bool
 @click.option("--stac-url", required=True, help="Static catalog or STAC API root.")
 @click.option("--config", "config_path", required=True, help="Cube config JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@_allow_href
 @_common
-def search_cmd(stac_url: str, config_path: str, as_json: bool, quiet: bool, verbose: bool) -> None:
+def search_cmd(
+    stac_url: str,
+    config_path: str,
+    as_json: bool,
+    allow_href: tuple[str, ...],
+    quiet: bool,
+    verbose: bool,
+) -> None:
     """List the products a build would use, and the time axis."""
     _logging(verbose)
 
     def run() -> None:
         from icecube_cloud.build import plan_cube
 
-        plan = plan_cube(stac_url, config_path, storage_options=_storage_options())
+        plan = plan_cube(
+            stac_url, config_path, storage_options=_storage_options(), allowed_hrefs=allow_href
+        )
         if as_json:
             click.echo(json.dumps(plan.to_dict(), indent=2))
         else:
@@ -150,6 +170,7 @@ def search_cmd(stac_url: str, config_path: str, as_json: bool, quiet: bool, verb
 @click.option(
     "--no-register", is_flag=True, help="Do not register the cube as a STAC item in the catalog."
 )
+@_allow_href
 @_common
 def build_cmd(
     stac_url: str,
@@ -160,6 +181,7 @@ def build_cmd(
     workers: int | None,
     overwrite: bool,
     no_register: bool,
+    allow_href: tuple[str, ...],
     quiet: bool,
     verbose: bool,
 ) -> None:
@@ -178,6 +200,7 @@ def build_cmd(
             workers=workers,
             overwrite=overwrite,
             register=not no_register,
+            allowed_hrefs=allow_href,
             progress=CliProgress(quiet),
         )
         plan = result.plan

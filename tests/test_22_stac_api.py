@@ -131,7 +131,10 @@ def test_cli_ingest_and_search(tmp_path, stac_api):
     assert r.returncode == 0 and "0 added, 3 updated" in r.stdout, r.stderr
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"start_date": "20030101", "end_date": "20031231"}))
+    # A remote catalog naming local files is refused unless those files are allowed explicitly.
     r = run("search", "--stac-url", stac_api, "--config", str(cfg))
+    assert r.returncode == 1 and "outside the allowed locations" in r.stderr, r.stderr
+    r = run("search", "--stac-url", stac_api, "--config", str(cfg), "--allow-href", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert all(s.product_id in r.stdout for s in specs)
 
@@ -145,7 +148,14 @@ def test_build_from_api_equals_sources_and_static_build(tmp_path, stac_api, dask
     ingest([str(tmp_path / "p")], str(tmp_path / "cat"))
     cfg = {"start_date": "20040101", "end_date": "20041231", "chunks": {"azimuth": 16, "range": 8}}
 
-    result = build_cube(stac_api, cfg, str(tmp_path / "api.zarr"), scheduler=dask_scheduler)
+    # The products are local files: a remote catalog may only name them when we allow it.
+    result = build_cube(
+        stac_api,
+        cfg,
+        str(tmp_path / "api.zarr"),
+        scheduler=dask_scheduler,
+        allowed_hrefs=[str(tmp_path)],
+    )
     build_cube(str(tmp_path / "cat"), cfg, str(tmp_path / "static.zarr"), scheduler=dask_scheduler)
 
     ds = xr.open_zarr(tmp_path / "api.zarr")
