@@ -14,7 +14,7 @@ STAC_API_PORT ?= 8082
 MOTO_DIR  ?= .moto
 MOTO_PORT ?= 5555
 
-.PHONY: help demo demo-cloud test lint typecheck unit system-packages \
+.PHONY: help demo demo-cloud test lint typecheck unit system-packages bench \
         catalog-up catalog-down moto-up moto-down clean
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make demo-cloud  - the same story on local S3 (moto), a STAC API (pgstac) and a dask cluster"
 	@echo "make catalog-up  - run a local STAC API (pgstac) on port $(STAC_API_PORT); catalog-down stops it"
 	@echo "make moto-up     - run a local S3 (moto) on port $(MOTO_PORT); moto-down stops it"
+	@echo "make bench       - benchmark builds against the I/O ceiling and the naive recipe (not part of test)"
 	@echo "make clean       - remove the virtual environment and demo output"
 
 $(BIN)/python:
@@ -47,8 +48,8 @@ demo-cloud: $(STAMP)-test system-packages
 	$(BIN)/icecube-cloud demo --cloud --workdir $(DEMO_DIR)-cloud --size 512
 
 lint: $(STAMP)-test
-	$(BIN)/ruff check icecube_cloud tests
-	$(BIN)/ruff format --check icecube_cloud tests
+	$(BIN)/ruff check icecube_cloud tests benchmarks
+	$(BIN)/ruff format --check icecube_cloud tests benchmarks
 
 typecheck: $(STAMP)-test
 	$(BIN)/mypy
@@ -57,6 +58,9 @@ unit: $(STAMP)-test system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+bench: $(STAMP)-test
+	$(BIN)/python -m benchmarks.run --size small --size large --memory --json bench.json
 
 catalog-up: $(STAMP)-test system-packages
 	$(BIN)/python -m icecube_cloud.testing.stac_api up --dir $(STAC_API_DIR) --port $(STAC_API_PORT)

@@ -7,13 +7,14 @@ own module. The client only plans, writes metadata and commits; workers read sou
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import distributed
@@ -31,14 +32,31 @@ from icecube_cloud.errors import (
     portable_errors,
 )
 from icecube_cloud.hrefs import HrefPolicy
-from icecube_cloud.plan import CubePlan, SourceRef, make_plan
+from icecube_cloud.labels.cube import label_classes, label_vectors, labels_by_product
+from icecube_cloud.labels.items import MASK_ASSET
+from icecube_cloud.plan import CubePlan, LabelPlan, SourceRef, make_plan
 from icecube_cloud.products import read_product
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.selection import Acquisition, select
 from icecube_cloud.stac.catalogs import ItemCatalog, open_catalog
+from icecube_cloud.stac.collections import LABEL_COLLECTION_ID
 from icecube_cloud.stac.cube_item import cube_to_item
+from icecube_cloud.stac.search import SearchParams
 from icecube_cloud.storage import StorageOptions, StorageTarget
-from icecube_cloud.write.zarr_writer import commit, skeleton, write_chunk, write_skeleton
+from icecube_cloud.write.lease import acquire as acquire_lease
+from icecube_cloud.write.zarr_writer import (
+    PROGRESS_DIR,
+    commit,
+    done_chunks,
+    done_key,
+    is_published,
+    load_pending,
+    save_pending,
+    skeleton,
+    write_chunk,
+    write_label_slice,
+    write_skeleton,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +95,29 @@ def _as_config(config: CubeConfig | Mapping[str, Any] | str) -> CubeConfig:
     if isinstance(config, str):
         return load_config(config)
     return parse_config(config)
+
+
+def _label_plan(catalog: ItemCatalog, labels: str | bool, sources: list[pystac.Item]) -> LabelPlan:
+    """The label items of the cube's products, and one class coding for all of them."""
+    collection = labels if isinstance(labels, str) else LABEL_COLLECTION_ID
+    items = catalog.search(SearchParams(collections=(collection,)))
+    by_product = labels_by_product(items)
+    # A fixed drawing order (later overwrites earlier): segmentation masks first, vectors on top.
+    used = {
+        it.id: sorted(
+            by_product.get(it.id, []), key=lambda li: (MASK_ASSET not in li.assets, li.id)
+        )
+        for it in sources
+    }
+    return LabelPlan(
+        collection=collection,
+        classes=label_classes([li for lis in used.values() for li in lis]),
+        items={
+            pid: tuple(li.to_dict(include_self_link=False) for li in lis)
+            for pid, lis in used.items()
+            if lis
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -132,6 +173,8 @@ def _search_and_plan(
     plan = make_plan(by_id, axis, chunks=cfg.chunks, attrs=attrs)
     plan = dataclasses.replace(plan, attrs={**attrs, "product_type": plan.product_level})
     sources = [by_id[s.item_id] for s in axis.slices if s.item_id is not None]
+    if cfg.labels:
+        plan = dataclasses.replace(plan, labels=_label_plan(catalog, cfg.labels, sources))
     policy = HrefPolicy.for_catalog(stac_url, allowed_hrefs)
     for s in plan.slices:
         if s.source is not None:
@@ -167,6 +210,11 @@ def _gather(
     return [f.result() for f in futures]
 
 
+def plan_fingerprint(plan: CubePlan) -> str:
+    """A digest of everything a plan writes: a rerun may resume a build only of the same plan."""
+    return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
 def execute(
     plan: CubePlan,
     out: str,
@@ -176,50 +224,115 @@ def execute(
     overwrite: bool = False,
     progress: Progress = no_progress,
 ) -> BuildResult:
-    """Write ``plan`` as a Zarr cube at ``out`` on the cluster of ``client``.
+    """Write ``plan`` as a Zarr cube at ``out`` on the cluster of ``client``; resume if interrupted.
+
+    The output's lease keeps other builds out meanwhile. A rerun of the same plan after a crash,
+    a lost worker or Ctrl-C writes only the chunks its progress record lacks, and ends with the
+    same bytes as an uninterrupted build.
 
     Raises:
-        UsageError: ``out`` exists and ``overwrite`` is false.
+        UsageError: ``out`` holds a cube or another plan's unfinished build and ``overwrite`` is false.
+        LeaseHeldError: Another build is writing ``out``.
         ProductError: A source cannot be read or differs from its catalog entry.
     """
     target = StorageTarget.from_url(out, storage_options)
-    if target.exists():
-        if not overwrite:
-            raise UsageError(f"{out} already exists; pass --overwrite to replace it")
-        target.remove()
+    lease = acquire_lease(target)
+    try:
+        return _execute(plan, target, client, storage_options, overwrite, progress)
+    finally:
+        if not is_published(target) and load_pending(target) is None:
+            _clear(target)  # failed before writing anything: leave no trace but the lease ...
+        lease.release()
+        if _is_empty(target):
+            target.remove()  # ... and then not even a folder
+
+
+def _execute(
+    plan: CubePlan,
+    target: StorageTarget,
+    client: distributed.Client,
+    storage_options: Mapping[str, Any] | None,
+    overwrite: bool,
+    progress: Progress,
+) -> BuildResult:
+    out = _public_url(target.url)
+    fingerprint = plan_fingerprint(plan)
+    pending = load_pending(target)
+    if pending is not None and pending.get("fingerprint") != fingerprint and not overwrite:
+        raise UsageError(
+            f"{out} holds an unfinished build of a different plan; pass --overwrite to replace it"
+        )
+    if (
+        is_published(target) or (pending is None and _has_foreign_content(target))
+    ) and not overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    if overwrite and (pending is None or pending.get("fingerprint") != fingerprint):
+        _clear(target)
+        pending = None
     start = time.perf_counter()
     so = StorageOptions.of(storage_options)  # never prints secrets, even in worker error logs
-    sources = [s.source for s in plan.slices if s.source is not None]
-    # 1. Every source is opened once before anything is written: a corrupt file fails the build early.
-    infos = _gather(
-        client,
-        client.map(read_source_info, sources, storage_options=so, pure=False),
-        "check",
-        progress,
-    )
-    for src, (_, shape) in zip(sources, infos, strict=True):
-        if shape != plan.shape:
-            raise ProductError(
-                src.href,
-                f"image is {shape[0]}x{shape[1]} but item {src.item_id!r} says {plan.shape[0]}x{plan.shape[1]}",
+    if pending is None:
+        sources = [s.source for s in plan.slices if s.source is not None]
+        # Every source is opened once before anything is written: a corrupt file fails early.
+        infos = _gather(
+            client,
+            client.map(read_source_info, sources, storage_options=so, pure=False),
+            "check",
+            progress,
+        )
+        for src, (_, shape) in zip(sources, infos, strict=True):
+            if shape != plan.shape:
+                raise ProductError(
+                    src.href,
+                    f"image is {shape[0]}x{shape[1]} but item {src.item_id!r} says "
+                    f"{plan.shape[0]}x{plan.shape[1]}",
+                )
+        meta = iter(infos)
+        metadata_json = [next(meta)[0] if s.valid else "" for s in plan.slices]
+        vectors = _label_vectors(plan, so)
+        root_doc = write_skeleton(skeleton(plan, metadata_json, vectors), plan, target)
+        created = datetime.now(UTC).isoformat()
+        save_pending(target, root_doc, fingerprint, created)
+    else:
+        log.info("resuming the unfinished build of %s", out)
+        root_doc, created = json.dumps(pending["root"]).encode(), str(pending["created"])
+    done = done_chunks(target)
+    todo = [
+        (t, w, s.source)
+        for t, s in enumerate(plan.slices)
+        if s.source is not None
+        for w in plan.windows()
+        if done_key(t, w) not in done
+    ]
+    futures = [
+        client.submit(write_chunk, target, plan.variable, t, w, src, so, pure=False)
+        for t, w, src in todo
+    ]
+    if plan.labels is not None:
+        label_items = plan.labels.items
+        futures += [
+            client.submit(
+                write_label_slice,
+                target,
+                t,
+                label_items[s.source.item_id],
+                plan.shape,
+                dict(plan.labels.classes),
+                so,
+                pure=False,
             )
-    meta = iter(infos)
-    metadata_json = [next(meta)[0] if s.valid else "" for s in plan.slices]
-    try:
-        root_doc = write_skeleton(skeleton(plan, metadata_json), plan, target)
-        futures = [
-            client.submit(write_chunk, target, plan.variable, t, w, s.source, so, pure=False)
             for t, s in enumerate(plan.slices)
             if s.source is not None
-            for w in plan.windows()
+            and s.source.item_id in label_items
+            and f"{PROGRESS_DIR}/done/labels.{t}" not in done
         ]
+    try:
         written = _gather(client, futures, "write", progress)
-        commit(target, root_doc, {"created": datetime.now(UTC).isoformat()})
     except BaseException:
-        # Never leave something that looks like a cube: drop the partial output.
-        log.warning("build of %s failed; removing the partial output", _public_url(out))
-        target.remove()
+        # Readers see no cube (the root document is held back); a rerun resumes from here.
+        log.warning("build of %s stopped; rerun the same command to resume it", out)
         raise
+    commit(target, root_doc, {"created": created})
     return BuildResult(
         url=target.url,
         plan=plan,
@@ -227,6 +340,57 @@ def execute(
         nbytes=sum(written),
         seconds=time.perf_counter() - start,
     )
+
+
+def _label_vectors(
+    plan: CubePlan, storage_options: Mapping[str, Any]
+) -> list[list[tuple[str, str]]] | None:
+    """Per time slice, the vector labels of its product (pixel-coordinate WKT, class)."""
+    if plan.labels is None:
+        return None
+    items = plan.labels.items
+    return [
+        label_vectors(
+            [pystac.Item.from_dict(dict(d)) for d in items.get(s.source.item_id, ())],
+            storage_options,
+        )
+        if s.source is not None
+        else []
+        for s in plan.slices
+    ]
+
+
+def _has_foreign_content(target: StorageTarget) -> bool:
+    """Whether ``target`` holds anything besides our own bookkeeping (never clobber user data)."""
+    fs = target.fs
+    if not fs.exists(target.path):
+        return False
+    names = {
+        str(e).rstrip("/").rsplit("/", 1)[-1]
+        for e in fs.ls(target.path, detail=False, refresh=True)
+    }
+    return bool(names - {PROGRESS_DIR})
+
+
+def _is_empty(target: StorageTarget) -> bool:
+    """Whether nothing but empty folders is left at ``target``."""
+    fs = target.fs
+    return not fs.exists(target.path) or not fs.find(target.path)
+
+
+def _clear(target: StorageTarget) -> None:
+    """Remove everything at ``target`` but the lease we hold."""
+    fs = target.fs
+    if not fs.exists(target.path):
+        return
+    for entry in fs.ls(target.path, detail=False, refresh=True):
+        name = str(entry).rstrip("/").rsplit("/", 1)[-1]
+        if name == PROGRESS_DIR:
+            for sub in fs.ls(str(entry), detail=False, refresh=True):
+                if not str(sub).endswith("lease.json"):
+                    fs.rm(str(sub), recursive=True)
+        else:
+            fs.rm(str(entry), recursive=True)
 
 
 def build_cube(
@@ -241,6 +405,7 @@ def build_cube(
     register: bool = True,
     allowed_hrefs: Sequence[str] = (),
     progress: Progress = no_progress,
+    format: Literal["zarr", "kerchunk"] = "zarr",  # issue #5
 ) -> BuildResult:
     """Search, plan and build a cube in one call (the ``icecube-cloud build`` command).
 
@@ -255,12 +420,17 @@ def build_cube(
         register: Register the cube as a STAC item (collection ``icecube-cubes``) in the catalog.
         allowed_hrefs: Extra locations the catalog's asset hrefs may point to.
         progress: Progress callback.
+        format: ``zarr`` (materialised cube) or ``kerchunk`` (reference JSON at ``out``, no pixel copied).
     """
     planned = _search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs)
     progress("plan", 1, 1)
+    # issue #5: a virtual cube is one kerchunk reference file (icecube_cloud/write/references.py).
+    from icecube_cloud.write.references import execute_references  # lazy: it imports this module
+
+    run = execute_references if format == "kerchunk" else execute
     with connect(scheduler, workers) as client:
         try:
-            result = execute(
+            result = run(
                 planned.plan,
                 out,
                 client=client,

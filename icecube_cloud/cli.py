@@ -63,6 +63,11 @@ def _run(fn: Callable[[], None], verbose: bool) -> None:
             logging.getLogger(__name__).exception("failed")
         click.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo(
+            "interrupted; nothing was published. Rerun the same command to resume.", err=True
+        )
+        sys.exit(130)
 
 
 def _common(f: F) -> F:
@@ -90,7 +95,8 @@ def _logging(verbose: bool) -> None:
         # dask.distributed configures its own INFO-level loggers on import; keep the CLI output clean.
         import distributed  # noqa: F401
 
-        logging.getLogger("distributed").setLevel(logging.ERROR)
+        # CRITICAL: an interrupted build's teardown makes dask log errors that are not the user's.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -123,6 +129,59 @@ def ingest_cmd(sources: Sequence[str], stac_url: str, quiet: bool, verbose: bool
         n_added, n_updated = len(result.added), len(result.updated)
         click.echo(
             f"{stac_url}: {n_added} added, {n_updated} updated ({n_added + n_updated} products)"
+        )
+
+    _run(run, verbose)
+
+
+@catalog.command("labels")
+@click.argument("labels")
+@click.option(
+    "--stac-url", required=True, help="Static catalog or STAC API root with the products."
+)
+@click.option(
+    "--product",
+    "products",
+    multiple=True,
+    metavar="ID_OR_FILE",
+    help="Label only these products (repeatable); GeoJSON: instead of footprint matching.",
+)
+@click.option(
+    "--class-property", default=None, help="GeoJSON property of the class (default: class, label)."
+)
+@click.option(
+    "--assets-url",
+    default=None,
+    help="Where the labels' GeoJSON assets go (default: the static catalog's folder; required "
+    "for a STAC API).",
+)
+@_common
+def labels_cmd(
+    labels: str,
+    stac_url: str,
+    products: tuple[str, ...],
+    class_property: str | None,
+    assets_url: str | None,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Register labels (icecube labels JSON, or GeoJSON in lon/lat) as STAC label items."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.labels import ingest_labels
+
+        result = ingest_labels(
+            labels,
+            stac_url,
+            products=products,
+            class_property=class_property,
+            assets_url=assets_url,
+            storage_options=_storage_options(),
+        )
+        click.echo(
+            f"{stac_url}: {len(result.added)} label items added, {len(result.updated)} updated "
+            f"({len(result.items)} products labelled)"
         )
 
     _run(run, verbose)
@@ -163,7 +222,14 @@ def search_cmd(
 @click.option("--stac-url", required=True, help="Static catalog or STAC API root.")
 @click.option("--config", "config_path", required=True, help="Cube config JSON.")
 @click.option("--out", required=True, help="Output Zarr location (path or s3:// URL).")
-@click.option("--format", "fmt", type=click.Choice(["zarr"]), default="zarr", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["zarr", "kerchunk"]),
+    default="zarr",
+    show_default=True,
+    help="zarr: copy pixels into a Zarr cube; kerchunk: one reference JSON (--out *.json), no copy.",
+)
 @click.option("--scheduler", default=None, help="Existing dask scheduler (tcp://host:port).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cube at --out.")
@@ -202,6 +268,7 @@ def build_cmd(
             register=not no_register,
             allowed_hrefs=allow_href,
             progress=CliProgress(quiet),
+            format="kerchunk" if fmt == "kerchunk" else "zarr",
         )
         plan = result.plan
         click.echo(
@@ -226,6 +293,28 @@ def info_cmd(cube: str, quiet: bool, verbose: bool) -> None:
         from icecube_cloud.cube import cube_info, open_cube
 
         click.echo(cube_info(open_cube(cube, storage_options=_storage_options()), cube))
+
+    _run(run, verbose)
+
+
+@cli.command("quicklook")
+@click.argument("cube")
+@click.option("-o", "--out", required=True, help="Output PNG file.")
+@click.option(
+    "--max-times", type=click.IntRange(min=1), default=12, show_default=True, help="Panels at most."
+)
+@_common
+def quicklook_cmd(cube: str, out: str, max_times: int, quiet: bool, verbose: bool) -> None:
+    """Draw the time series of a cube (amplitude or |slc| in dB, label outlines) as a PNG."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.cube import open_cube
+        from icecube_cloud.quicklook import quicklook
+
+        ds = open_cube(cube, storage_options=_storage_options())
+        n = quicklook(ds, out, max_times=max_times)
+        click.echo(f"{out}: {n} panels")
 
     _run(run, verbose)
 

@@ -18,10 +18,18 @@ def open_cube(url: str, *, storage_options: Mapping[str, Any] | None = None) -> 
     """Open a cube lazily and check that its build finished.
 
     Plain ``xr.open_zarr(url)`` works too; this adds the completeness check and a clear error.
+    A ``.json`` URL is a virtual (kerchunk-referenced) cube, opened into the same layout (issue #5).
 
     Raises:
-        DataError: Nothing at ``url`` is a complete icecube-cloud cube.
+        DataError: Nothing at ``url`` is a complete icecube-cloud cube, or a referenced product changed.
     """
+    if url.rstrip("/").endswith(".json"):  # issue #5: virtual cube
+        from icecube_cloud.virtual import open_references  # lazy: pulls in the build stack
+
+        virtual = open_references(url, storage_options=storage_options)
+        if virtual.attrs.get(STATUS_ATTR) != "complete":
+            raise DataError(f"{url}: the cube is incomplete (its build did not finish)")
+        return virtual
     target = StorageTarget.from_url(url, storage_options)
     try:
         ds: xr.Dataset = xr.open_zarr(
@@ -63,6 +71,12 @@ def cube_info(ds: xr.Dataset, url: str = "") -> str:
     if isinstance(search, str):
         search = json.loads(search)
     lines.append(f"product type: {attrs.get('product_type', '?')}; variable: {var}")
+    virtual = attrs.get("icecube_cloud_virtual")  # issue #5
+    if isinstance(virtual, dict):
+        lines.append(
+            f"virtual cube: kerchunk references to {len(attrs.get('icecube_cloud_sources', []))} "
+            f"products (file orientation {virtual.get('orientation')}; applied on open)"
+        )
     lines.append(f"catalog: {search.get('catalog', '?')}")
     lines.append(f"config: {json.dumps(attrs.get('icecube_cloud_config', {}), sort_keys=True)}")
     lines.append(

@@ -95,6 +95,18 @@ class PlannedSlice:
 
 
 @dataclass(frozen=True)
+class LabelPlan:
+    """The labels a cube carries: their classes and, per product, the label items to draw."""
+
+    collection: str
+    """Label collection the items came from."""
+    classes: Mapping[str, int]
+    """Class name -> uint8 code (0 is background)."""
+    items: Mapping[str, tuple[Mapping[str, Any], ...]]
+    """Product item id -> its label items as STAC JSON (shipped to the workers that rasterise them)."""
+
+
+@dataclass(frozen=True)
 class CubePlan:
     """Everything a build writes, decided before any pixel is read."""
 
@@ -114,6 +126,8 @@ class CubePlan:
     """Codec of the pixel variable."""
     attrs: Mapping[str, Any] = field(default_factory=dict)
     """Provenance attributes written at the cube root (config, search, catalog URL)."""
+    labels: LabelPlan | None = None
+    """Labels to rasterise into the cube (``labels``, ``label_geometry``, ``label_class``)."""
 
     @property
     def times(self) -> tuple[datetime, ...]:
@@ -183,6 +197,15 @@ class CubePlan:
                 for s in self.slices
             ],
             "attrs": dict(self.attrs),
+            "labels": None
+            if self.labels is None
+            else {
+                "collection": self.labels.collection,
+                "classes": dict(self.labels.classes),
+                "items": {
+                    k: sorted(str(d.get("id")) for d in v) for k, v in self.labels.items.items()
+                },
+            },
         }
 
     def __str__(self) -> str:

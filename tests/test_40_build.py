@@ -211,6 +211,7 @@ def test_empty_search_and_existing_output(tmp_path, dask_scheduler):
             str(tmp_path / "c.zarr"),
         )
     (tmp_path / "c.zarr").mkdir()
+    (tmp_path / "c.zarr" / "notes.txt").write_text("somebody's data")  # never clobbered
     with pytest.raises(UsageError, match="already exists"):
         build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "c.zarr"), scheduler=dask_scheduler)
 
@@ -244,19 +245,46 @@ def _corrupt_one_strip(tif: Path, strip: int) -> None:
     tif.write_bytes(bytes(data))
 
 
-def test_failure_while_writing_chunks_leaves_no_cube(tmp_path, dask_scheduler):
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_failed_build_is_not_a_cube_and_a_rerun_resumes_it(tmp_path, dask_scheduler):
+    """A build that dies mid-write leaves no cube; the rerun writes only what is missing (issue #7.2)."""
     _stack(tmp_path, "legacy-grd", (256, 128), n=6)
     victim = sorted((tmp_path / "products").glob("*.tif"))[4]
+    good = victim.read_bytes()
+    cfg = {"chunks": {"azimuth": 64, "range": 64}}
+    out = tmp_path / "cube.zarr"
+    clean = tmp_path / "clean.zarr"
+    build_cube(str(tmp_path / "cat"), cfg, str(clean), scheduler=dask_scheduler, register=False)
+
     _corrupt_one_strip(victim, strip=3)
     read_product(str(victim))  # the header is intact: the failure happens in a chunk task
     with pytest.raises(ProductError, match=victim.name):
-        build_cube(
-            str(tmp_path / "cat"),
-            {"chunks": {"azimuth": 64, "range": 64}},
-            str(tmp_path / "cube.zarr"),
-            scheduler=dask_scheduler,
-        )
-    assert not (tmp_path / "cube.zarr").exists()
+        build_cube(str(tmp_path / "cat"), cfg, str(out), scheduler=dask_scheduler, register=False)
+    with pytest.raises(Exception, match=r"(?i)group|not found|zarr"):
+        xr.open_zarr(out)  # nothing a reader would take for a cube
+    with pytest.raises(DataError):
+        open_cube(str(out))
+    before = {p: p.stat().st_mtime_ns for p in (out / "amplitude").rglob("*") if p.is_file()}
+
+    victim.write_bytes(good)  # the data is fixed: rerun the same build
+    result = build_cube(
+        str(tmp_path / "cat"), cfg, str(out), scheduler=dask_scheduler, register=False
+    )
+    plan = result.plan
+    assert 0 < result.chunks_written < plan.n_chunks  # only the missing chunks
+    unchanged = {p for p, m in before.items() if p.exists() and p.stat().st_mtime_ns == m}
+    assert len(unchanged) >= plan.n_chunks - result.chunks_written
+    got, want = _tree(out), _tree(clean)
+    root_got, root_want = json.loads(got.pop("zarr.json")), json.loads(want.pop("zarr.json"))
+    for root in (root_got, root_want):
+        root["attributes"].pop("created")
+    assert root_got == root_want
+    assert got == want  # every chunk and array document byte-identical to an uninterrupted build
 
 
 def test_interrupted_build_is_not_a_cube(tmp_path):

@@ -22,8 +22,9 @@ EXE = str(Path(sys.executable).parent / "icecube-cloud")
 
 
 def test_bucket_api_cluster_reader(tmp_path, moto_s3, stac_api, dask_processes):
+    # The API is shared by the session: this test's acquisitions get dates no other test uses.
     specs = make_stack(
-        tmp_path / "products", n=6, shape=(150, 110), start=datetime(2021, 4, 20, tzinfo=UTC),
+        tmp_path / "products", n=6, shape=(150, 110), start=datetime(2019, 3, 1, tzinfo=UTC),
         days=12, flavour="grd-cog", seed=21,
     )  # fmt: skip
     bucket = moto_s3.make_bucket("icecube-e2e")
@@ -40,8 +41,8 @@ def test_bucket_api_cluster_reader(tmp_path, moto_s3, stac_api, dask_processes):
     cfg.write_text(
         json.dumps(
             {
-                "start_date": "20210420",
-                "end_date": "20210502",
+                "start_date": "20190301",
+                "end_date": "20190313",
                 "chunks": {"azimuth": 64, "range": 64},
             }
         )

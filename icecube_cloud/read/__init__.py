@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from icecube_cloud.errors import BuildError
 from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
 from icecube_cloud.read.protocol import Reader, Window
 from icecube_cloud.read.rasterio_reader import RasterioReader
+from icecube_cloud.read.slc_cog_reader import SlcCogReader
 
 if TYPE_CHECKING:
     from icecube_cloud.plan import SourceRef
 
-__all__ = ["RasterioReader", "Reader", "Window", "open_reader"]
+__all__ = ["Hdf5SlcReader", "RasterioReader", "Reader", "SlcCogReader", "Window", "open_reader"]
 
 
 def open_reader(source: SourceRef, *, storage_options: Mapping[str, Any] | None = None) -> Reader:
@@ -22,6 +24,10 @@ def open_reader(source: SourceRef, *, storage_options: Mapping[str, Any] | None 
         return RasterioReader(
             source.href, orientation=source.orientation, band=1, storage_options=storage_options
         )
-    raise BuildError(
-        f"{source.item_id}: {source.format.value} cubes are not supported yet (SLC: issue #4)"
-    )
+    if source.format is ProductFormat.LEGACY_SLC:
+        return Hdf5SlcReader(source.href, shape=source.shape, storage_options=storage_options)
+    if source.format is ProductFormat.SLC_COG:
+        return SlcCogReader(
+            source.href, orientation=source.orientation, storage_options=storage_options
+        )
+    raise BuildError(f"{source.item_id}: no reader for {source.format.value} files")

@@ -8,7 +8,7 @@ order here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,11 @@ class RasterioReader:
 
     def read(self, window: Window) -> npt.NDArray[np.generic]:
         """Pixels of ``window`` (physical grid) with the file's dtype."""
+        data: npt.NDArray[np.generic] = self.read_bands(window, (self.band,))[0]
+        return data
+
+    def read_bands(self, window: Window, indexes: Sequence[int]) -> npt.NDArray[np.generic]:
+        """Bands ``indexes`` (1-based) of ``window`` in one read: shape ``(len(indexes), az, rg)``."""
         if self.orientation == "shadows-down":
             # File rows are range; file columns are azimuth, last line first.
             ncols = self._ds.width
@@ -65,12 +70,12 @@ class RasterioReader:
                 (window.az0, window.az1), (window.rg0, window.rg1)
             )
         try:
-            data: npt.NDArray[np.generic] = self._ds.read(self.band, window=file_win)
-        except (rasterio.RasterioIOError, OSError) as err:
+            data: npt.NDArray[np.generic] = self._ds.read(list(indexes), window=file_win)
+        except (rasterio.RasterioIOError, OSError, IndexError) as err:
             raise ProductError(self.href, f"cannot read window {window}: {err}") from err
         if self.orientation == "shadows-down":
-            data = np.ascontiguousarray(data.T[::-1, :])
-        if data.shape != window.shape:
+            data = np.ascontiguousarray(data.transpose(0, 2, 1)[:, ::-1, :])
+        if data.shape[1:] != window.shape:
             raise ProductError(
                 self.href,
                 f"window {window} is outside the image ({self._ds.height}x{self._ds.width})",

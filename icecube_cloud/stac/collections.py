@@ -1,4 +1,4 @@
-"""STAC collections (ICEYE products ``iceye-grd``/``iceye-slc``, built cubes ``icecube-cubes``), as package data.
+"""STAC collections (``iceye-grd``/``iceye-slc``, ``icecube-cubes``, ``iceye-labels``) as package data.
 
 The JSON definitions live in :mod:`icecube_cloud.catalog_defs` (see ``catalog/README.md``).
 """
@@ -14,8 +14,10 @@ from icecube_cloud.errors import CatalogError
 
 PRODUCT_COLLECTION_IDS: tuple[str, ...] = ("iceye-grd", "iceye-slc")
 """Collections of ICEYE products (one per processing level)."""
-COLLECTION_IDS: tuple[str, ...] = (*PRODUCT_COLLECTION_IDS, "icecube-cubes")
-"""Ids of every collection icecube-cloud defines: products, and the cubes built from them."""
+LABEL_COLLECTION_ID = "iceye-labels"
+"""Collection of label-extension items (one per labels source and product)."""
+COLLECTION_IDS: tuple[str, ...] = (*PRODUCT_COLLECTION_IDS, "icecube-cubes", LABEL_COLLECTION_ID)
+"""Ids of every collection icecube-cloud defines: products, the cubes built from them, and labels."""
 
 _PACKAGE = "icecube_cloud.catalog_defs"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,15 +19,17 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
+import pystac
 import xarray as xr
 import zarr
 import zarr.codecs
 
 from icecube_cloud.errors import BuildError, ProductError, portable_errors
+from icecube_cloud.labels.cube import flag_attrs, label_mask
 from icecube_cloud.plan import CubePlan, SourceRef
 from icecube_cloud.read import open_reader
 from icecube_cloud.read.protocol import Window
-from icecube_cloud.storage import StorageTarget
+from icecube_cloud.storage import StorageTarget, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +62,17 @@ def _dt64(values: Sequence[Any]) -> npt.NDArray[np.datetime64]:
     )
 
 
-def skeleton(plan: CubePlan, metadata_json: Sequence[str]) -> xr.Dataset:
-    """The cube as an ``xr.Dataset`` whose pixel variable is a lazy placeholder (never computed).
+def skeleton(
+    plan: CubePlan,
+    metadata_json: Sequence[str],
+    label_vectors: Sequence[Sequence[tuple[str, str]]] | None = None,
+) -> xr.Dataset:
+    """The cube as an ``xr.Dataset`` whose pixel variables are lazy placeholders (never computed).
 
     Args:
         plan: The cube plan.
         metadata_json: One full-metadata JSON string per time slice ("" for gaps).
+        label_vectors: With labels: per time slice, the (WKT in pixel coordinates, class) pairs.
     """
     n = len(plan.slices)
     coords = [s.coords for s in plan.slices]
@@ -105,10 +113,63 @@ def skeleton(plan: CubePlan, metadata_json: Sequence[str]) -> xr.Dataset:
         },
         attrs=dict(plan.attrs),
     )
+    if plan.labels is not None:
+        _add_labels(ds, plan, label_vectors or [[] for _ in plan.slices])
     ds["time"].attrs["comment"] = "acquisition end (UTC), or bin start with temporal_resolution > 0"
     ds["metadata"].attrs["comment"] = "full product metadata as JSON (lossless)"
     ds["incidence_angle"].attrs["units"] = "degree"
     return ds
+
+
+def _add_labels(
+    ds: xr.Dataset, plan: CubePlan, vectors: Sequence[Sequence[tuple[str, str]]]
+) -> None:
+    """The ``labels`` raster placeholder and the ``label_geometry``/``label_class`` vectors."""
+    assert plan.labels is not None
+    n = len(plan.slices)
+    raster = da.zeros((n, *plan.shape), dtype="uint8", chunks=(1, *plan.chunks))
+    attrs = {
+        "long_name": "label class per pixel (0 = background)",
+        **flag_attrs(plan.labels.classes),
+        "comment": "times without labels hold only background",
+    }
+    ds["labels"] = (("time", "azimuth", "range"), raster, attrs)
+    width = max((len(v) for v in vectors), default=0)
+    geometry = np.full((n, width), "", dtype=object)
+    classes = np.full((n, width), "", dtype=object)
+    for t, pairs in enumerate(vectors):
+        for k, (wkt, name) in enumerate(pairs):
+            geometry[t, k], classes[t, k] = wkt, name
+    ds["label_geometry"] = (
+        ("time", "label"),
+        geometry,
+        {
+            "comment": "vector labels as WKT in pixel coordinates (x = range, y = azimuth); '' = none"
+        },
+    )
+    ds["label_class"] = (("time", "label"), classes, {"comment": "class of label_geometry"})
+
+
+@portable_errors
+def write_label_slice(
+    target: StorageTarget,
+    t: int,
+    items: Sequence[Mapping[str, Any]],
+    shape: tuple[int, int],
+    classes: Mapping[str, int],
+    storage_options: Mapping[str, Any] | None = None,
+) -> int:
+    """Rasterise one product's label items into ``labels[t]`` (runs on a worker; deterministic)."""
+    mask = label_mask(
+        [pystac.Item.from_dict(dict(d)) for d in items], shape, classes, storage_options
+    )
+    array = zarr.open_array(store=target.zarr_store(), path="labels", mode="r+", zarr_format=3)
+    array[t] = mask
+    fs, marker = target.fs, f"{target.path}/{PROGRESS_DIR}/done/labels.{t}"
+    if not is_remote(target.url):
+        fs.makedirs(posixpath.dirname(marker), exist_ok=True)
+    fs.pipe_file(marker, b"")
+    return int(mask.nbytes)
 
 
 def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
@@ -121,6 +182,11 @@ def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
             ],
         }
     }
+    if plan.labels is not None:
+        enc["labels"] = {
+            "chunks": (1, *plan.chunks),
+            "compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
+        }
     for name in ("time", "acquisition_start", "acquisition_end"):
         enc[name] = {"units": "microseconds since 1970-01-01", "dtype": "int64"}
     return enc
@@ -131,11 +197,22 @@ def write_skeleton(ds: xr.Dataset, plan: CubePlan, target: StorageTarget) -> byt
 
     The root ``zarr.json`` is held back until :func:`commit` so that readers see no cube meanwhile.
     """
-    store = target.zarr_store()
-    ds.to_zarr(
-        store, mode="w-", compute=False, consolidated=False, zarr_format=3, encoding=_encoding(plan)
-    )
     fs, root = target.fs, f"{target.path}/{ROOT_DOC}"
+    # The output already holds our lease (``_icecube/``): create the root group explicitly, then add to it.
+    fs.makedirs(target.path, exist_ok=True)  # local folders; no-op on object stores
+    fs.pipe_file(
+        root, json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr")
+        ds.to_zarr(
+            target.zarr_store(),
+            mode="a",
+            compute=False,
+            consolidated=False,
+            zarr_format=3,
+            encoding=_encoding(plan),
+        )
     doc: bytes = fs.cat_file(root)
     fs.rm_file(root)
     return doc
@@ -168,11 +245,57 @@ def write_chunk(
             source.href, f"sample type {data.dtype} differs from the cube's {array.dtype}"
         )
     array[(t, *window.slices)] = data
+    # The progress record: written only after the chunk itself, so "recorded" implies "written".
+    fs, marker = target.fs, f"{target.path}/{done_key(t, window)}"
+    if not is_remote(target.url):
+        fs.makedirs(posixpath.dirname(marker), exist_ok=True)
+    fs.pipe_file(marker, b"")
     return int(data.nbytes)
 
 
+PROGRESS_DIR = "_icecube"
+"""Build bookkeeping inside the cube (ignored by Zarr readers): pending root document, progress, lease."""
+PENDING_KEY = f"{PROGRESS_DIR}/pending.json"
+
+
+def done_key(t: int, window: Window) -> str:
+    """Key of the marker recording that chunk (t, window) is written."""
+    return f"{PROGRESS_DIR}/done/{t}.{window.az0}.{window.rg0}"
+
+
+def done_chunks(target: StorageTarget) -> set[str]:
+    """Keys of the chunks recorded as written (one listing)."""
+    fs, prefix = target.fs, f"{target.path}/{PROGRESS_DIR}/done"
+    try:
+        names = fs.ls(prefix, detail=False, refresh=True) if fs.exists(prefix) else []
+    except FileNotFoundError:
+        return set()
+    return {f"{PROGRESS_DIR}/done/{str(n).rstrip('/').rsplit('/', 1)[-1]}" for n in names}
+
+
+def save_pending(target: StorageTarget, root_doc: bytes, fingerprint: str, created: str) -> None:
+    """Record an unfinished build: its held-back root document and the plan it executes."""
+    body = {"fingerprint": fingerprint, "created": created, "root": json.loads(root_doc)}
+    target.fs.makedirs(f"{target.path}/{PROGRESS_DIR}/done", exist_ok=True)  # local folders
+    target.fs.pipe_file(f"{target.path}/{PENDING_KEY}", json.dumps(body).encode())
+
+
+def load_pending(target: StorageTarget) -> dict[str, Any] | None:
+    """The record of an unfinished build at ``target``, if any."""
+    try:
+        data: dict[str, Any] = json.loads(target.fs.cat_file(f"{target.path}/{PENDING_KEY}"))
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def is_published(target: StorageTarget) -> bool:
+    """Whether a cube (complete or from an older build) is published at ``target``."""
+    return bool(target.fs.exists(f"{target.path}/{ROOT_DOC}"))
+
+
 def commit(target: StorageTarget, root_doc: bytes, attrs: Mapping[str, Any]) -> None:
-    """Publish the cube: restore the root document marked complete, then consolidate metadata."""
+    """Publish the cube: restore the root document marked complete, consolidate, drop the bookkeeping."""
     doc = json.loads(root_doc)
     doc.setdefault("attributes", {}).update(dict(attrs))
     doc["attributes"][STATUS_ATTR] = "complete"
@@ -181,6 +304,10 @@ def commit(target: StorageTarget, root_doc: bytes, attrs: Mapping[str, Any]) -> 
         # zarr warns that consolidated metadata is not (yet) part of the v3 spec; xarray relies on it.
         warnings.simplefilter("ignore", category=UserWarning)
         zarr.consolidate_metadata(target.zarr_store())
+    fs = target.fs
+    for key in (f"{PROGRESS_DIR}/done", PENDING_KEY):
+        if fs.exists(f"{target.path}/{key}"):
+            fs.rm(f"{target.path}/{key}", recursive=True)
 
 
 def check_complete(attrs: Mapping[str, Any], url: str) -> None:

@@ -1,0 +1,331 @@
+"""Run the benchmark suite and print a markdown table (SPEC §8, issue #6).
+
+For each kind (GRD uint16, SLC complex64), size and store (local folder, S3 on moto), one run measures on
+LocalClusters of the same size (a fresh one per case by default), in this order:
+
+* **ceiling**: one task per source file reads it fully with rasterio (same opener as the build) and
+  writes the same number of bytes, uncompressed, as one object to the same store;
+* **ours**: ``build_cube`` (search, plan, source check, skeleton, chunk tasks, commit; no registration),
+  then the first ``xr.open_zarr`` and first chunk read, and the bytes stored;
+* **gaps**: ``build_cube`` with ``temporal_resolution=1`` (2 n gap slices): bytes under gap chunk keys;
+* **naive**: ``rioxarray.open_rasterio`` per file → ``xr.concat`` → ``to_zarr`` (default codec).
+
+Throughputs are MiB of cube pixels per wall second. Usage::
+
+    python -m benchmarks.run [--size tiny|small|large ...] [--only grd|slc] [--no-s3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import distributed
+
+from benchmarks import measure
+from benchmarks.measure import MiB, PeakRss, Timed, track_rss
+from benchmarks.stacks import SIZES, Kind, Size, Stack, catalogue, generate
+from icecube_cloud.build import build_cube
+from icecube_cloud.errors import IcecubeError
+from icecube_cloud.storage import StorageOptions
+from icecube_cloud.testing.moto import MotoServer
+
+log = logging.getLogger("benchmarks")
+T = TypeVar("T")
+VARIABLE: dict[Kind, str] = {"grd": "amplitude", "slc": "slc"}
+CHUNK = 1024
+
+COLUMNS = (
+    "kind", "flavour", "size", "store", "n_images", "shape", "pixel_mib",
+    "ours_status", "ours_s", "ours_mibs", "ours_engine_s", "ceiling_s", "ceiling_mibs",
+    "ceiling_task_read_s", "ceiling_task_write_s", "naive_s", "naive_mibs",
+    "ratio_ceiling", "ratio_naive", "rss_ours", "rss_ceiling", "rss_naive",
+    "stored_bytes", "raw_bytes", "stored_ratio", "naive_stored_bytes",
+    "open_s", "first_chunk_s", "gap_slices", "gap_bytes", "gap_build_mibs",
+)  # fmt: skip
+"""Every column of a result row (the JSON schema the smoke test checks)."""
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where one block runs."""
+
+    store: str
+    """``local`` or ``s3``."""
+    out_root: str
+    """Folder or ``s3://bucket/prefix`` for outputs."""
+    storage_options: StorageOptions | None
+    workers: int
+    """Worker processes (one thread each, as ``icecube_cloud.cluster``)."""
+    shared: distributed.Client | None = None
+    """A cluster shared by every case; ``None``: a fresh LocalCluster per case (fresh memory and caches;
+    ``Client.restart`` does not come back on this machine)."""
+
+
+def _case(env: Env, fn: Callable[[distributed.Client], T]) -> tuple[T, PeakRss]:
+    with contextlib.ExitStack() as stack:
+        client = env.shared or stack.enter_context(_cluster(env.workers))
+        with track_rss(client) as peaks:
+            result = fn(client)
+    return result, peaks
+
+
+def _ours(
+    env: Env, client: distributed.Client, stack: Stack, out: str, config: dict[str, Any]
+) -> tuple[Timed, float]:
+    t0 = time.perf_counter()
+    result = build_cube(
+        stack.catalog,
+        config,
+        out,
+        storage_options=env.storage_options,
+        scheduler=client.scheduler_info()["address"],
+        register=False,
+    )
+    return Timed(time.perf_counter() - t0, result.nbytes), result.seconds
+
+
+def _naive(env: Env, client: distributed.Client, stack: Stack, out: str) -> Timed:
+    with measure.gdal_env_for_workers(client, env.storage_options):
+        return measure.naive(stack.files, out, env.storage_options, client, CHUNK)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
+    """Every case of one stack on one store; returns one result row."""
+    so, root = env.storage_options, env.out_root
+    az, rg = stack.size.shape
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(
+        kind=stack.kind, flavour=stack.flavour, size=size, store=env.store, n_images=stack.size.n,
+        shape=f"{az}x{rg}", pixel_mib=round(stack.nbytes / MiB, 1), raw_bytes=stack.nbytes,
+    )  # fmt: skip
+
+    log.info("%s %s %s: ceiling", stack.kind, size, env.store)
+    ceil, rss = _case(env, lambda c: measure.ceiling(c, stack.files, f"{root}/ceiling", so))
+    measure.remove(f"{root}/ceiling", so)
+    row.update(
+        ceiling_s=round(ceil.seconds, 3), ceiling_mibs=round(ceil.mib_per_s, 1),
+        ceiling_task_read_s=ceil.detail["task_read_s"],
+        ceiling_task_write_s=ceil.detail["task_write_s"], rss_ceiling=rss.to_dict(),
+    )  # fmt: skip
+
+    log.info("%s %s %s: ours", stack.kind, size, env.store)
+    out = f"{root}/ours.zarr"
+    try:
+        (ours, engine_s), rss = _case(env, lambda c: _ours(env, c, stack, out, {}))
+    except IcecubeError as err:
+        supported = "not supported" not in str(err)
+        row["ours_status"] = f"{'error' if supported else 'not supported'}: {err}"[:300]
+        log.warning("ours failed on %s %s %s: %s", stack.kind, size, env.store, err)
+    else:
+        row.update(
+            ours_status="ok", ours_s=round(ours.seconds, 3), ours_mibs=round(ours.mib_per_s, 1),
+            ours_engine_s=round(engine_s, 3), rss_ours=rss.to_dict(),
+        )  # fmt: skip
+        open_s, chunk_s = measure.first_access(out, VARIABLE[stack.kind], so, CHUNK)
+        stored = measure.stored_bytes(out, so, VARIABLE[stack.kind])
+        row.update(
+            stored_bytes=stored, stored_ratio=round(stored / stack.nbytes, 3),
+            open_s=round(open_s, 3), first_chunk_s=round(chunk_s, 3),
+        )  # fmt: skip
+        measure.remove(out, so)
+
+        log.info("%s %s %s: gaps", stack.kind, size, env.store)
+        out = f"{root}/gaps.zarr"
+        (gap_build, _), _ = _case(
+            env, lambda c: _ours(env, c, stack, out, {"temporal_resolution": 1})
+        )
+        n_gaps, gap_bytes = measure.gap_bytes(out, VARIABLE[stack.kind], so)
+        row.update(gap_slices=n_gaps, gap_bytes=gap_bytes,
+                   gap_build_mibs=round(gap_build.mib_per_s, 1))  # fmt: skip
+        measure.remove(out, so)
+
+    log.info("%s %s %s: naive", stack.kind, size, env.store)
+    out = f"{root}/naive.zarr"
+    naive, rss = _case(env, lambda c: _naive(env, c, stack, out))
+    row.update(
+        naive_s=round(naive.seconds, 3), naive_mibs=round(naive.mib_per_s, 1), rss_naive=rss.to_dict(),
+        naive_stored_bytes=measure.stored_bytes(out, so, "pixels"),
+    )  # fmt: skip
+    measure.remove(out, so)
+    row["ratio_ceiling"] = _ratio(row["ours_mibs"], row["ceiling_mibs"])
+    row["ratio_naive"] = _ratio(row["ours_mibs"], row["naive_mibs"])
+    return row
+
+
+@contextmanager
+def _cluster(workers: int, memory_limit: str | None = None) -> Iterator[distributed.Client]:
+    with (
+        distributed.LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            memory_limit=memory_limit or "auto",
+        ) as cluster,
+        distributed.Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client
+
+
+def run_suite(
+    sizes: Sequence[Size],
+    kinds: Sequence[Kind],
+    *,
+    s3: bool = True,
+    local: bool = True,
+    workers: int | None = None,
+    fresh: bool = True,
+    workdir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Run every block; returns the result rows (one per kind × size × store)."""
+    rows: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="icecube-bench-", dir=workdir))
+    try:
+        n = workers or os.cpu_count() or 1
+        with contextlib.ExitStack() as ctx:
+            moto = ctx.enter_context(MotoServer())
+            client = None if fresh else ctx.enter_context(_cluster(n))
+            for size in sizes:
+                for kind in kinds:
+                    spec = SIZES[size][kind]
+                    block = tmp / f"{kind}-{size}"
+                    log.info("generating %s %s: %d x %s", kind, size, spec.n, spec.shape)
+                    products = generate(block, kind, spec)
+                    if local:
+                        stack = catalogue(products, block, kind, spec)
+                        env = Env("local", str(block / "out"), None, n, client)
+                        rows.append(run_block(env, stack, size))
+                        log.info("row %s", json.dumps(rows[-1], default=str))
+                    if s3:
+                        moto.restart()  # moto keeps every object in memory: start each block fresh
+                        bucket = moto.make_bucket("bench")
+                        so = moto.storage_options
+                        stack = catalogue(
+                            products,
+                            block,
+                            kind,
+                            spec,
+                            s3_prefix=f"{bucket}/src",
+                            storage_options=so,
+                        )
+                        env = Env("s3", f"{bucket}/out", so, n, client)
+                        rows.append(run_block(env, stack, size))
+                        log.info("row %s", json.dumps(rows[-1], default=str))
+                    shutil.rmtree(block, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """The result rows as a markdown table."""
+    head = (
+        "| kind | size | store | stack | MiB | ours MiB/s | ceiling MiB/s | naive MiB/s | ours/ceiling "
+        "| ours/naive | peak RSS ours: client / workers MiB | stored/raw | open s | 1st chunk s "
+        "| gap slices / bytes |"
+    )
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        ours = _fmt(r["ours_mibs"]) if r["ours_status"] == "ok" else str(r["ours_status"])[:13]
+        rss = r["rss_ours"]
+        rss_s = (
+            f"{rss['client_mib']:.0f} / {', '.join(f'{w:.0f}' for w in rss['workers_mib'])}"
+            if rss
+            else "–"
+        )
+        gaps = f"{r['gap_slices']} / {r['gap_bytes']}" if r["gap_slices"] is not None else "–"
+        lines.append(
+            f"| {r['kind']} ({r['flavour']}) | {r['size']} | {r['store']} "
+            f"| {r['n_images']}×{r['shape']} | {_fmt(r['pixel_mib'], 0)} | {ours} "
+            f"| {_fmt(r['ceiling_mibs'])} | {_fmt(r['naive_mibs'])} | {_fmt(r['ratio_ceiling'], 2)} "
+            f"| {_fmt(r['ratio_naive'], 2)} | {rss_s} | {_fmt(r['stored_ratio'], 3)} "
+            f"| {_fmt(r['open_s'], 3)} | {_fmt(r['first_chunk_s'], 3)} | {gaps} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """Context of the run (load average matters: other jobs share the cores)."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--size", choices=list(SIZES), action="append",
+                        help="stack size (repeatable; default: small and large)")  # fmt: skip
+    parser.add_argument("--only", choices=["grd", "slc"], action="append", help="kind (repeatable)")
+    parser.add_argument("--s3", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--local", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=True,
+                        help="a fresh LocalCluster for each case (else one shared cluster)")  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: cores)"
+    )
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=False,
+                        help="also run the memory-flatness case (benchmarks.memory)")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    info = machine()
+    rows = run_suite(
+        args.size or ["small", "large"],
+        args.only or ["grd", "slc"],
+        s3=args.s3,
+        local=args.local,
+        workers=args.workers,
+        fresh=args.fresh,
+    )
+    result: dict[str, Any] = {"machine": info, "rows": rows}
+    print(table(rows))
+    if args.memory:
+        from benchmarks.memory import memory_case
+
+        try:
+            result["memory"] = memory_case()
+        except Exception:
+            traceback.print_exc()
+        else:
+            print(json.dumps(result["memory"], indent=2))
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

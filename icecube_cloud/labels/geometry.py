@@ -1,0 +1,132 @@
+"""Map (lon/lat) geometry -> the pixel grid of one SAR product, with the product's own geolocation.
+
+Pixel coordinates everywhere in :mod:`icecube_cloud.labels` are continuous and edge-based in the
+*physical* axes: ``x`` = range, ``y`` = azimuth; the pixel ``(azimuth=i, range=j)`` is the unit square
+``[j, j+1) x [i, i+1)`` and its centre is ``(j + 0.5, i + 0.5)`` (GDAL's pixel/line convention applied
+to the physical grid). For native files (legacy products) physical = file: ``x = col``, ``y = row``.
+Shadows-down COGs store range down the rows and azimuth backwards along the columns, so
+``x = row`` and ``y = n_azimuth - col`` (pixel index: ``azimuth = n_azimuth - 1 - col``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import shapely
+from rasterio.control import GroundControlPoint as RioGCP
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.rpc import RPC
+from rasterio.transform import AffineTransformer, GCPTransformer, RPCTransformer, TransformerBase
+from rasterio.warp import transform as warp_transform
+from shapely.geometry.base import BaseGeometry
+
+from icecube_cloud.labels.errors import LabelError
+from icecube_cloud.products.model import ProductMetadata
+
+Method = Literal["auto", "transform", "gcps", "rpc"]
+"""Geolocation used: the affine ``transform`` (COGs), the ``gcps`` (legacy GRD), the ``rpc``; ``auto``
+picks the first the product has, in that order."""
+
+_WGS84 = CRS.from_epsg(4326)
+
+
+def resolve_method(meta: ProductMetadata, method: Method = "auto") -> Method:
+    """The geolocation ``method`` resolves to for ``meta``.
+
+    Raises:
+        LabelError: The product lacks that geolocation (or any, for ``auto``).
+    """
+    have: dict[Method, bool] = {
+        "transform": meta.transform is not None and meta.crs is not None,
+        "gcps": len(meta.gcps) >= 3,
+        "rpc": bool(meta.rpc),
+    }
+    if method == "auto":
+        for candidate in ("transform", "gcps", "rpc"):
+            if have[candidate]:
+                return candidate
+        raise LabelError(meta.href, "product has no geolocation (no transform, GCPs or RPC)")
+    if not have[method]:
+        raise LabelError(meta.href, f"product has no {method} geolocation")
+    return method
+
+
+def file_to_physical(
+    meta: ProductMetadata, cols: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous file (col, row) -> physical (x = range, y = azimuth)."""
+    cols, rows = np.asarray(cols, dtype=float), np.asarray(rows, dtype=float)
+    if meta.orientation == "shadows-down":
+        return rows, meta.shape[0] - cols
+    return cols, rows
+
+
+def physical_to_file(
+    meta: ProductMetadata, x_range: np.ndarray, y_azimuth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous physical (x = range, y = azimuth) -> file (col, row); inverse of ``file_to_physical``."""
+    x, y = np.asarray(x_range, dtype=float), np.asarray(y_azimuth, dtype=float)
+    if meta.orientation == "shadows-down":
+        return meta.shape[0] - y, x
+    return x, y
+
+
+def _transformer(meta: ProductMetadata, method: Method) -> TransformerBase:
+    if method == "transform":
+        assert meta.transform is not None
+        from affine import Affine
+
+        return AffineTransformer(Affine(*meta.transform))
+    if method == "gcps":
+        gcps = [RioGCP(row=g.row, col=g.col, x=g.lon, y=g.lat, z=g.height) for g in meta.gcps]
+        return GCPTransformer(gcps)
+    assert meta.rpc is not None
+    return RPCTransformer(RPC(**dict(meta.rpc)))
+
+
+def lonlat_to_pixel(
+    meta: ProductMetadata,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    *,
+    method: Method = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat (EPSG:4326) -> continuous physical pixel coordinates (x = range, y = azimuth).
+
+    Heights: the mean GCP height for GCPs, the RPC height offset for RPC (a flat scene).
+
+    Raises:
+        LabelError: The product lacks the geolocation, or the transform fails (names the product).
+    """
+    resolved = resolve_method(meta, method)
+    xs = np.atleast_1d(np.asarray(lon, dtype=float))
+    ys = np.atleast_1d(np.asarray(lat, dtype=float))
+    zs = np.zeros_like(xs)
+    if resolved == "transform" and meta.crs is not None and CRS.from_user_input(meta.crs) != _WGS84:
+        xs_l, ys_l = warp_transform(_WGS84, CRS.from_user_input(meta.crs), xs, ys)
+        xs, ys = np.asarray(xs_l), np.asarray(ys_l)
+    elif resolved == "rpc" and meta.rpc is not None:
+        zs = zs + float(meta.rpc.get("height_off", 0.0))
+    elif resolved == "gcps":
+        zs = zs + float(np.mean([g.height for g in meta.gcps]))
+    try:
+        with _transformer(meta, resolved) as tr:
+            rows, cols = tr.rowcol(xs, ys, zs=zs, op=np.positive)  # identity: keep fractions
+    except (RasterioError, TypeError, ValueError) as err:
+        raise LabelError(meta.href, f"cannot transform lon/lat with its {resolved}: {err}") from err
+    return file_to_physical(meta, np.asarray(cols, dtype=float), np.asarray(rows, dtype=float))
+
+
+def geometry_to_pixel(
+    meta: ProductMetadata, geometry: BaseGeometry, *, method: Method = "auto"
+) -> BaseGeometry:
+    """A lon/lat shapely geometry in the product's physical pixel grid (x = range, y = azimuth)."""
+
+    def fn(coords: np.ndarray) -> np.ndarray:
+        x, y = lonlat_to_pixel(meta, coords[:, 0], coords[:, 1], method=method)
+        return np.column_stack([x, y])
+
+    out: BaseGeometry = shapely.transform(geometry, fn)
+    return out

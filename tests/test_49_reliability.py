@@ -1,0 +1,146 @@
+"""Builds that survive failure (issue #7): leases, worker loss, Ctrl-C — each against real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import xarray as xr
+from distributed import Client
+
+from icecube_cloud.build import build_cube
+from icecube_cloud.ingest import ingest
+from icecube_cloud.storage import StorageTarget
+from icecube_cloud.synthetic import make_stack
+from icecube_cloud.write.lease import LEASE_KEY, LeaseHeldError, acquire
+
+EXE = str(Path(sys.executable).parent / "icecube-cloud")
+CFG = {"chunks": {"azimuth": 32, "range": 32}}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    files = {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+    doc = json.loads(files.pop("zarr.json"))
+    doc["attributes"].pop("created")
+    files["zarr.json"] = json.dumps(doc, sort_keys=True).encode()
+    return files
+
+
+@pytest.fixture
+def stack(tmp_path, dask_scheduler):
+    make_stack(
+        tmp_path / "products", n=6, shape=(384, 320), start=datetime(2021, 4, 20, tzinfo=UTC),
+        days=12, flavour="legacy-grd", seed=9,
+    )  # fmt: skip
+    ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
+    build_cube(
+        str(tmp_path / "cat"),
+        CFG,
+        str(tmp_path / "clean.zarr"),
+        scheduler=dask_scheduler,
+        register=False,
+    )
+    return tmp_path
+
+
+def _wait_for_progress(cube: Path, n: int, timeout: float = 60) -> None:
+    done = cube / "_icecube" / "done"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done.is_dir() and len(list(done.iterdir())) >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the build never reached {n} chunks")
+
+
+def test_lease_is_exclusive_and_expires(tmp_path):
+    target = StorageTarget.from_url(str(tmp_path / "cube.zarr"))
+    first = acquire(target)
+    with pytest.raises(LeaseHeldError, match="another process"):
+        acquire(target)
+    first.release()
+    second = acquire(target, ttl=timedelta(seconds=-1))  # already expired: a crashed build's lease
+    third = acquire(target)  # takes the expired lease over
+    assert json.loads((tmp_path / "cube.zarr" / LEASE_KEY).read_text())["owner"] == third.owner
+    second.release()  # not ours any more: nothing happens
+    assert (tmp_path / "cube.zarr" / LEASE_KEY).exists()
+    third.release()
+    assert not (tmp_path / "cube.zarr" / LEASE_KEY).exists()
+
+
+def test_lease_on_s3_uses_conditional_writes(moto_s3):
+    bucket = moto_s3.make_bucket("icecube-leases")
+    target = StorageTarget.from_url(f"{bucket}/cube.zarr", moto_s3.storage_options)
+    lease = acquire(target)
+    with pytest.raises(LeaseHeldError):
+        acquire(target)
+    lease.release()
+    stale = acquire(target, ttl=timedelta(seconds=-1))
+    taker = acquire(target)
+    assert taker.owner != stale.owner
+    taker.release()
+
+
+def test_concurrent_builds_never_interleave(stack, dask_scheduler):
+    out = stack / "cube.zarr"
+    cfg = stack / "cfg.json"
+    cfg.write_text(json.dumps(CFG))
+    cmd = [EXE, "build", "--stac-url", str(stack / "cat"), "--config", str(cfg), "--out", str(out),
+           "--scheduler", dask_scheduler, "--no-register", "--quiet"]  # fmt: skip
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0, results
+    loser = next(err for code, err in results if code != 0)
+    assert codes[1] in (1, 2) and ("another process" in loser or "already exists" in loser), results
+    assert _tree(out) == _tree(stack / "clean.zarr")
+
+
+def test_sigkilled_worker_gives_identical_bytes(stack, dask_processes):
+    out = stack / "cube.zarr"
+    with Client(dask_processes) as client:
+        victims = list(client.run(os.getpid).values())
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            build_cube(str(stack / "cat"), CFG, str(out), scheduler=dask_processes, register=False)
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    _wait_for_progress(out, 10)
+    os.kill(victims[0], signal.SIGKILL)  # a worker dies mid-build; its nanny starts a new one
+    thread.join(timeout=300)
+    assert not errors, errors
+    assert _tree(out) == _tree(stack / "clean.zarr")
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(stack):
+    out = stack / "cube.zarr"
+    cfg = stack / "cfg.json"
+    cfg.write_text(json.dumps(CFG))
+    cmd = [EXE, "build", "--stac-url", str(stack / "cat"), "--config", str(cfg), "--out", str(out),
+           "--workers", "1", "--no-register"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_progress(out, 5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Rerun the same command to resume" in err and "KeyboardInterrupt" not in err
+    with pytest.raises(Exception, match=r"(?i)group|not found|zarr"):
+        xr.open_zarr(out)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert _tree(out) == _tree(stack / "clean.zarr")

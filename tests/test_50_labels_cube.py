@@ -1,0 +1,99 @@
+"""Labels in the cube (issue #4): x and y in one object, at the right times and pixels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import rasterio
+import shapely
+import xarray as xr
+
+from icecube_cloud.build import build_cube
+from icecube_cloud.ingest import ingest
+from icecube_cloud.labels import ingest_labels
+
+STEM = "ICEYE_GRD_54549_20210427T215124_hollow_10x10pixels_fake_"
+
+
+def test_sample_masks_and_vector_labels_land_in_the_cube(tmp_path, samples, dask_scheduler):
+    cat = str(tmp_path / "cat")
+    ingest([str(samples / "grd_stack")], cat)
+    masks = [
+        {
+            "product_file": f"{STEM}{i}.tif",
+            "labels": {"segmentation": str(samples / "masks" / f"{STEM}{i}.png")},
+        }
+        for i in (0, 2)  # product _1 gets vector labels only, so one time has no mask
+    ]
+    (tmp_path / "masks.json").write_text(json.dumps(masks))
+    ingest_labels(str(tmp_path / "masks.json"), cat)
+    ingest_labels(str(samples / "labels" / "dummy_vector_labels.json"), cat)
+    mask_only = tmp_path / "masks_cube.zarr"
+    build_cube(cat, {"labels": True}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+
+    assert ds["labels"].dtype == np.uint8 and ds["labels"].dims == ("time", "azimuth", "range")
+    codes = dict(
+        zip(
+            ds["labels"].attrs["flag_meanings"].split(),
+            ds["labels"].attrs["flag_values"],
+            strict=True,
+        )
+    )
+    vectors = json.loads((samples / "labels" / "dummy_vector_labels.json").read_text())
+    by_file = {v["product_file"].removesuffix(".tif"): v["labels"]["objects"] for v in vectors}
+    for t, pid in enumerate(str(p) for p in ds["product_id"].values):
+        # Vector labels: every bbox object of this product, as pixel-coordinate WKT with its class.
+        geoms = [g for g in ds["label_geometry"].values[t] if g]
+        classes = [c for c in ds["label_class"].values[t] if c]
+        objects = by_file[pid]
+        assert len(geoms) == len(objects) and sorted(classes) == sorted(o["class"] for o in objects)
+        for wkt, obj in zip(geoms, objects, strict=True):
+            b = obj["bbox"]  # inclusive pixel boxes: they cover [min, max + 1) in pixel coordinates
+            assert shapely.from_wkt(wkt).bounds == (
+                b["xmin"],
+                b["ymin"],
+                b["xmax"] + 1,
+                b["ymax"] + 1,
+            )
+        labels = ds["labels"].isel(time=t).values
+        last_box = objects[-1]["bbox"]  # drawn last: its pixels carry its class
+        inside = labels[
+            last_box["ymin"] : last_box["ymax"] + 1, last_box["xmin"] : last_box["xmax"] + 1
+        ]
+        assert (inside == codes[objects[-1]["class"]]).all()
+        if pid.endswith(("0", "2")):
+            with rasterio.open(samples / "masks" / f"{pid}.png") as src:
+                mask = src.read(1)
+            untouched = np.ones(mask.shape, bool)
+            for o in objects:
+                bb = o["bbox"]
+                untouched[bb["ymin"] : bb["ymax"] + 1, bb["xmin"] : bb["xmax"] + 1] = False
+            # Where no box was drawn over it, the mask's own class codes are in the cube.
+            lut = np.zeros(256, np.uint8)
+            for v in np.unique(mask):
+                if v:
+                    lut[v] = codes[f"class_{int(v)}"]
+            np.testing.assert_array_equal(labels[untouched], lut[mask][untouched])
+    assert not mask_only.exists()
+
+
+def test_times_without_labels_are_empty_not_missing(tmp_path, samples, dask_scheduler):
+    cat = str(tmp_path / "cat")
+    ingest([str(samples / "grd_stack")], cat)
+    only_one = [
+        {
+            "product_file": f"{STEM}1.tif",
+            "labels": {"segmentation": str(samples / "masks" / f"{STEM}1.png")},
+        }
+    ]
+    (tmp_path / "one.json").write_text(json.dumps(only_one))
+    ingest_labels(str(tmp_path / "one.json"), cat)
+    build_cube(cat, {"labels": True}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+    per_time = ds["labels"].sum(dim=("azimuth", "range")).values
+    pids = [str(p) for p in ds["product_id"].values]
+    assert per_time[pids.index(f"{STEM}1")] > 0
+    assert all(per_time[i] == 0 for i, p in enumerate(pids) if p != f"{STEM}1")
+    assert ds["label_geometry"].sizes["label"] == 0

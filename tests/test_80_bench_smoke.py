@@ -1,0 +1,72 @@
+"""Smoke run of the benchmark suite (``benchmarks/``) on tiny stacks, so that it never rots.
+
+Not a timed test: it checks that one run produces every column with sane values (throughputs > 0,
+finite ratios, gap slices storing 0 bytes) and a markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from benchmarks import run as bench  # the repository root is on pytest's pythonpath
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    assert bench.main(["--size", "tiny", "--no-fresh", "--no-s3", "--json", str(out)]) == 0
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and value > 0 and math.isfinite(value)
+
+
+def test_every_block_and_column(result: dict[str, Any]) -> None:
+    rows = result["rows"]
+    assert {(r["kind"], r["store"]) for r in rows} == {("grd", "local"), ("slc", "local")}
+    for row in rows:
+        assert set(row) == set(bench.COLUMNS)
+        assert row["size"] == "tiny"
+        assert row["raw_bytes"] > 0
+
+
+def test_ceiling_and_naive_are_measured(result: dict[str, Any]) -> None:
+    for row in result["rows"]:
+        assert _positive(row["ceiling_mibs"]) and _positive(row["naive_mibs"])
+        assert row["naive_stored_bytes"] > 0
+        assert row["rss_ceiling"]["workers_mib"] and row["rss_naive"]["client_mib"] > 0
+
+
+def test_ours_is_measured_or_reported_unsupported(result: dict[str, Any]) -> None:
+    for row in result["rows"]:
+        if row["kind"] == "grd":
+            assert row["ours_status"] == "ok", row["ours_status"]
+        if row["ours_status"] != "ok":
+            assert row["ours_status"].startswith("not supported"), row["ours_status"]
+            continue
+        for key in ("ours_mibs", "ratio_ceiling", "ratio_naive", "gap_build_mibs", "open_s"):
+            assert _positive(row[key]), (key, row[key])
+        assert row["first_chunk_s"] >= 0
+        assert len(row["rss_ours"]["workers_mib"]) >= 1
+        assert all(_positive(v) for v in row["rss_ours"]["workers_mib"])
+        assert row["stored_bytes"] > 0 and 0 < row["stored_ratio"] < 2
+
+
+def test_gap_slices_store_nothing(result: dict[str, Any]) -> None:
+    for row in result["rows"]:
+        if row["ours_status"] == "ok":
+            assert row["gap_slices"] == 2 * row["n_images"]
+            assert row["gap_bytes"] == 0
+
+
+def test_table_has_a_line_per_row(result: dict[str, Any]) -> None:
+    text = bench.table(result["rows"])
+    lines = text.splitlines()
+    assert lines[0].startswith("| kind |") and len(lines) == 2 + len(result["rows"])
+    assert "loadavg_start" in result["machine"]
