@@ -282,6 +282,48 @@ def build_cmd(
     _run(run, verbose)
 
 
+@cli.command("update")
+@click.argument("cube")
+@click.option("--stac-url", default=None, help="Catalog to search (default: the cube's own).")
+@click.option("--scheduler", default=None, help="Existing dask scheduler (tcp://host:port).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
+@_allow_href
+@_common
+def update_cmd(
+    cube: str,
+    stac_url: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    allow_href: tuple[str, ...],
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Add the acquisitions the catalog has and the cube lacks (under the cube's own config)."""
+    _logging(verbose)
+
+    def run() -> None:
+        from icecube_cloud.update import update_cube
+
+        result = update_cube(
+            cube,
+            stac_url,
+            storage_options=_storage_options(),
+            scheduler=scheduler,
+            workers=workers,
+            allowed_hrefs=allow_href,
+            progress=CliProgress(quiet),
+        )
+        if not result.rewritten:
+            click.echo(f"{cube}: up to date ({len(result.plan.slices)} time slices)")
+            return
+        click.echo(
+            f"{cube}: {len(result.added)} new acquisitions, {len(result.rewritten)} time slices "
+            f"written ({result.chunks_written} chunks); now {len(result.plan.slices)} time slices"
+        )
+
+    _run(run, verbose)
+
+
 @cli.command("info")
 @click.argument("cube")
 @_common

@@ -40,6 +40,10 @@ def open_cube(url: str, *, storage_options: Mapping[str, Any] | None = None) -> 
     except Exception as err:  # zarr raises its own GroupNotFoundError etc.
         raise DataError(f"{url}: not a complete cube ({type(err).__name__}: {err})") from err
     if ds.attrs.get(STATUS_ATTR) != "complete":
+        if ds.attrs.get(STATUS_ATTR) == "updating":
+            raise DataError(
+                f"{url}: the cube is being updated (rerun `update` if that was interrupted)"
+            )
         raise DataError(f"{url}: the cube is incomplete (its build did not finish)")
     return ds
 

@@ -1,0 +1,260 @@
+"""``icecube-cloud update``: add the acquisitions the catalog has and the cube lacks, in place.
+
+The cube's own stored config is searched again; the new time axis is compared slice by slice with the
+cube's. Only slices whose (time, product) changed are written — new acquisitions at the end touch no old
+chunk object; a gap filled by a late acquisition rewrites that one slice; an acquisition inserted in the
+middle shifts, and so rewrites, the slices after it (chunks are keyed by time index). Running update
+again finds nothing to do. Every other object (coordinates, array documents) is written exactly as a
+fresh build of the same plan would write it, so an updated cube equals a rebuilt one.
+
+While an update writes, the root document says ``icecube_cloud_status = "updating"`` (``open_cube`` and
+``info`` refuse the cube meanwhile; plain readers keep the previous consolidated metadata), and the
+update is resumable like a build: rerun it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+import zarr.storage
+
+from icecube_cloud.build import (
+    _gather,
+    _label_vectors,
+    _public_url,
+    _search_and_plan,
+    plan_fingerprint,
+    read_source_info,
+)
+from icecube_cloud.cluster import connect
+from icecube_cloud.config import parse_config
+from icecube_cloud.errors import DataError, SelectionError
+from icecube_cloud.plan import CubePlan
+from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.storage import StorageOptions, StorageTarget
+from icecube_cloud.write.lease import acquire as acquire_lease
+from icecube_cloud.write.zarr_writer import (
+    ROOT_DOC,
+    STATUS_ATTR,
+    _encoding,
+    commit,
+    done_chunks,
+    done_key,
+    load_pending,
+    save_pending,
+    skeleton,
+    write_chunk,
+    write_label_slice,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What an update changed."""
+
+    url: str
+    """The cube."""
+    plan: CubePlan
+    """The cube's plan now."""
+    rewritten: tuple[int, ...]
+    """Time indices whose pixels were (re)written; empty when the cube was up to date."""
+    added: tuple[str, ...]
+    """Product ids new in the cube."""
+    chunks_written: int
+    """Pixel chunks written."""
+    seconds: float
+    """Wall time."""
+
+
+def _slice_keys(plan: CubePlan) -> list[tuple[np.datetime64, str]]:
+    return [
+        (
+            np.datetime64(s.time.replace(tzinfo=None), "ns"),
+            s.source.item_id if s.source is not None else "",
+        )
+        for s in plan.slices
+    ]
+
+
+def update_cube(
+    cube_url: str,
+    stac_url: str | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    allowed_hrefs: Sequence[str] = (),
+    progress: Progress = no_progress,
+) -> UpdateResult:
+    """Bring a cube up to date with its catalog, writing only what changed.
+
+    Args:
+        cube_url: The cube (local path or ``s3://`` URL).
+        stac_url: The catalog to search (default: the one the cube was built from).
+        storage_options: fsspec options for cube, catalog and sources.
+        scheduler: Existing dask scheduler address; ``None`` starts a LocalCluster.
+        workers: Local worker processes.
+        allowed_hrefs: Extra locations asset hrefs may point to.
+        progress: Progress callback.
+
+    Raises:
+        DataError: ``cube_url`` holds no icecube-cloud cube, or the catalog's products no longer fit it.
+    """
+    so = StorageOptions.of(storage_options)
+    target = StorageTarget.from_url(cube_url, so)
+    try:
+        root = json.loads(target.fs.cat_file(f"{target.path}/{ROOT_DOC}"))
+    except FileNotFoundError as err:
+        raise DataError(f"{cube_url}: no cube to update (build it first)") from err
+    attrs = root.get("attributes", {})
+    if "icecube_cloud_config" not in attrs:
+        raise DataError(f"{cube_url}: not an icecube-cloud cube (no stored config)")
+    cfg = parse_config(attrs["icecube_cloud_config"])
+    catalog_url = stac_url or str(attrs.get("icecube_cloud_search", {}).get("catalog", ""))
+    plan = _search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
+    start = time.perf_counter()
+    with connect(scheduler, workers) as client:
+        lease = acquire_lease(target)
+        try:
+            return _update(target, root, plan, client, so, progress, start)
+        finally:
+            lease.release()
+
+
+def _update(
+    target: StorageTarget,
+    root: dict[str, Any],
+    plan: CubePlan,
+    client: Any,
+    so: StorageOptions,
+    progress: Progress,
+    start: float,
+) -> UpdateResult:
+    url = _public_url(target.url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        old = xr.open_zarr(target.zarr_store(read_only=True), consolidated=True, zarr_format=3)
+    var = plan.variable
+    old_chunks = tuple(old[var].encoding.get("chunks", ()))[1:]
+    if var not in old or old[var].shape[1:] != plan.shape or str(old[var].dtype) != plan.dtype:
+        raise DataError(f"{url}: the catalog's images no longer fit this cube; rebuild it")
+    if old_chunks and old_chunks != plan.chunks:
+        raise DataError(
+            f"{url}: the cube's chunks {old_chunks} differ from the plan's {plan.chunks}"
+        )
+    old_keys = list(
+        zip(old["time"].values, (str(p) for p in old["product_id"].values), strict=True)
+    )
+    new_keys = _slice_keys(plan)
+    pending = load_pending(target)
+    fingerprint = plan_fingerprint(plan)
+    resuming = pending is not None and pending.get("fingerprint") == fingerprint
+    if not resuming and old_keys == new_keys and root["attributes"].get(STATUS_ATTR) == "complete":
+        log.info("%s is up to date", url)
+        return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
+    if len(new_keys) < len(old_keys) or any(k not in set(new_keys) for k in old_keys if k[1]):
+        raise SelectionError(
+            f"{url}: the catalog no longer has every image of the cube (or its config now selects "
+            "others); update only adds acquisitions: rebuild with --overwrite"
+        )
+    changed = tuple(t for t, key in enumerate(new_keys) if t >= len(old_keys) or old_keys[t] != key)
+    old_ids = {k[1] for k in old_keys}
+    added = tuple(k[1] for k in new_keys if k[1] and k[1] not in old_ids)
+    # 1. Sources of the changed slices are checked first; the others keep their stored metadata.
+    meta = [str(m) for m in old["metadata"].values] + [""] * (len(new_keys) - len(old_keys))
+    check = [plan.slices[t].source for t in changed]
+    sources = [s for s in check if s is not None]
+    infos = _gather(
+        client,
+        client.map(read_source_info, sources, storage_options=so, pure=False),
+        "check",
+        progress,
+    )
+    by_item = {s.item_id: info[0] for s, info in zip(sources, infos, strict=True)}
+    metadata_json = [
+        by_item.get(s.source.item_id, meta[t]) if s.source is not None and t in changed else
+        (meta[t] if s.source is not None else "")
+        for t, s in enumerate(plan.slices)
+    ]  # fmt: skip
+    # 2. The new documents and coordinates, exactly as a fresh build writes them (in memory first).
+    docs: dict[str, Any] = {}  # key -> zarr Buffer, filled through the MemoryStore
+    ds = skeleton(plan, metadata_json, _label_vectors(plan, so))
+    ds.to_zarr(
+        zarr.storage.MemoryStore(docs),
+        mode="w",
+        compute=False,
+        consolidated=False,
+        zarr_format=3,
+        encoding=_encoding(plan),
+    )
+    new_root = docs.pop(ROOT_DOC).to_bytes()
+    created = root["attributes"].get("created", datetime.now(UTC).isoformat())
+    if not resuming:
+        save_pending(target, new_root, fingerprint, created)
+        marked = {**root, "attributes": {**root["attributes"], STATUS_ATTR: "updating"}}
+        target.fs.pipe_file(f"{target.path}/{ROOT_DOC}", json.dumps(marked, indent=2).encode())
+    # 3. Array documents with the new shapes, then the changed slices' chunks.
+    pixel_vars = [var] + (["labels"] if plan.labels is not None else [])
+    for name in pixel_vars:
+        doc = f"{name}/zarr.json"
+        target.fs.pipe_file(f"{target.path}/{doc}", docs[doc].to_bytes())
+    done = done_chunks(target) if resuming else set()
+    todo = [
+        (t, w)
+        for t in changed
+        if plan.slices[t].source is not None
+        for w in plan.windows()
+        if done_key(t, w) not in done
+    ]
+    for t in changed:  # stale chunks of slices that are gaps now: a gap stores nothing
+        if plan.slices[t].source is None:
+            for name in pixel_vars:
+                if target.fs.exists(f"{target.path}/{name}/c/{t}"):
+                    target.fs.rm(f"{target.path}/{name}/c/{t}", recursive=True)
+    futures = [
+        client.submit(write_chunk, target, var, t, w, plan.slices[t].source, so, pure=False)
+        for t, w in todo
+    ]
+    if plan.labels is not None:
+        label_items = plan.labels.items
+        for t in changed:
+            s = plan.slices[t].source
+            if s is not None and s.item_id in label_items:
+                futures.append(
+                    client.submit(
+                        write_label_slice,
+                        target,
+                        t,
+                        label_items[s.item_id],
+                        plan.shape,
+                        dict(plan.labels.classes),
+                        so,
+                        pure=False,
+                    )
+                )
+    written = _gather(client, futures, "write", progress)
+    # 4. Coordinates and the other documents, then the commit.
+    for key, buf in docs.items():
+        if key.split("/", 1)[0] not in pixel_vars:
+            target.fs.pipe_file(f"{target.path}/{key}", buf.to_bytes())
+    commit(target, new_root, {"created": created, "updated": datetime.now(UTC).isoformat()})
+    return UpdateResult(
+        url=target.url,
+        plan=plan,
+        rewritten=changed,
+        added=added,
+        chunks_written=len(written),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,125 @@
+"""``update``: new acquisitions join a cube in place, idempotently, touching no old chunk (issue #7.3)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from icecube_cloud.build import build_cube
+from icecube_cloud.ingest import ingest
+from icecube_cloud.synthetic import expected_pixels, make_stack
+from icecube_cloud.update import update_cube
+
+EXE = str(Path(sys.executable).parent / "icecube-cloud")
+START = datetime(2021, 4, 20, 10, tzinfo=UTC)
+
+
+def _objects(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in root.rglob("*")
+        if p.is_file() and "_icecube" not in p.parts
+    }
+
+
+def _without_times(tree: dict[str, tuple[int, bytes]]) -> dict[str, bytes]:
+    out = {k: v[1] for k, v in tree.items()}
+    root = json.loads(out.pop("zarr.json"))
+    for key in ("created", "updated"):
+        root["attributes"].pop(key, None)
+    out["zarr.json"] = json.dumps(root, sort_keys=True).encode()
+    return out
+
+
+def test_append_update_twice_equals_rebuild(tmp_path, dask_scheduler):
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
+    first = make_stack(tmp_path / "a", n=6, shape=(64, 48), start=START, days=12, seed=1)
+    ingest([str(tmp_path / "a")], cat)
+    cfg = {"chunks": {"azimuth": 32, "range": 32}}
+    build_cube(cat, cfg, str(cube), scheduler=dask_scheduler, register=False)
+    before = _objects(cube)
+
+    later = make_stack(
+        tmp_path / "b", n=3, shape=(64, 48), start=START + timedelta(days=20), days=4, seed=2
+    )
+    ingest([str(tmp_path / "b")], cat)
+    result = update_cube(str(cube), scheduler=dask_scheduler)
+    assert result.rewritten == (6, 7, 8) and len(result.added) == 3
+    assert result.chunks_written == 3 * 4
+
+    after = _objects(cube)
+    old_chunks = [k for k in before if k.startswith("amplitude/c/")]
+    assert old_chunks and all(
+        after[k] == before[k] for k in old_chunks
+    )  # untouched (same mtime, bytes)
+    ds = xr.open_zarr(cube)
+    assert ds.sizes["time"] == 9 and ds.attrs["icecube_cloud_status"] == "complete"
+    for t, pid in enumerate(str(p) for p in ds["product_id"].values):
+        spec = next(s for s in first + later if s.product_id == pid)
+        np.testing.assert_array_equal(
+            ds["amplitude"].isel(time=t).values, expected_pixels(spec, "GRD")
+        )
+
+    again = update_cube(str(cube), scheduler=dask_scheduler)  # nothing new: nothing written
+    assert again.rewritten == () and _objects(cube) == after
+
+    rebuilt = tmp_path / "rebuilt.zarr"
+    build_cube(cat, cfg, str(rebuilt), scheduler=dask_scheduler, register=False)
+    assert _without_times(_objects(cube)) == _without_times(_objects(rebuilt))
+
+
+def test_insert_and_filled_gap_rewrite_only_what_moved(tmp_path, dask_scheduler):
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
+    make_stack(tmp_path / "a", n=6, shape=(32, 32), start=START, days=12, seed=3)
+    ingest([str(tmp_path / "a")], cat)
+    cfg = {"temporal_resolution": 2, "start_date": "20210420", "end_date": "20210503"}
+    build_cube(cat, cfg, str(cube), scheduler=dask_scheduler, register=False)
+    ds = xr.open_zarr(cube)
+    gaps = [t for t, v in enumerate(ds["valid"].values) if not v]
+    assert gaps, "the bins must leave gaps"
+    gap = gaps[0]
+    bin_start = ds["time"].values[gap].astype("datetime64[s]").item().replace(tzinfo=UTC)
+    make_stack(
+        tmp_path / "b", n=1, shape=(32, 32), start=bin_start + timedelta(hours=3), days=1, seed=4
+    )
+    ingest([str(tmp_path / "b")], cat)
+    r = subprocess.run(
+        [EXE, "update", str(cube), "--scheduler", dask_scheduler], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert "1 new acquisitions, 1 time slices written" in r.stdout  # the filled bin only
+    ds = xr.open_zarr(cube)
+    assert bool(ds["valid"].values[gap]) and ds.sizes["time"] == len(ds["valid"])
+    r = subprocess.run(
+        [EXE, "update", str(cube), "--scheduler", dask_scheduler], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "up to date" in r.stdout
+
+
+def test_insert_in_the_middle_rewrites_the_tail_only(tmp_path, dask_scheduler):
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
+    specs = make_stack(tmp_path / "a", n=6, shape=(32, 32), start=START, days=12, seed=5)
+    ingest([str(tmp_path / "a")], cat)
+    build_cube(cat, {}, str(cube), scheduler=dask_scheduler, register=False)
+    before = _objects(cube)
+    ends = sorted(s.acquisition_end for s in specs)
+    middle = ends[2] + (ends[3] - ends[2]) / 2  # strictly between the 3rd and 4th image
+    extra = make_stack(tmp_path / "b", n=1, shape=(32, 32), start=middle, days=1, seed=6)
+    ingest([str(tmp_path / "b")], cat)
+    result = update_cube(str(cube), scheduler=dask_scheduler)
+    assert result.rewritten == (3, 4, 5, 6)  # the new slice and the ones it shifted
+    after = _objects(cube)
+    for t in range(3):
+        assert after[f"amplitude/c/{t}/0/0"] == before[f"amplitude/c/{t}/0/0"]
+    ds = xr.open_zarr(cube)
+    for t, pid in enumerate(str(p) for p in ds["product_id"].values):
+        spec = next(s for s in specs + extra if s.product_id == pid)
+        np.testing.assert_array_equal(
+            ds["amplitude"].isel(time=t).values, expected_pixels(spec, "GRD")
+        )
