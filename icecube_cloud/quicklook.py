@@ -188,9 +188,8 @@ def quicklook(
     if image is not None:
         cbar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
         cbar.set_label("dB", fontsize=7)
-    fig.suptitle(
-        f"{var} ({len(times)} of {ds.sizes['time']} times, every {step}. pixel)", fontsize=9
-    )
+    sampling = "full resolution" if step == 1 else f"every {step}th pixel"
+    fig.suptitle(f"{var} ({len(times)} of {ds.sizes['time']} times, {sampling})", fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     with fsspec.open(os.fspath(out), "wb", **(storage_options or {})) as f:

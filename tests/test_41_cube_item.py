@@ -69,3 +69,20 @@ def test_cube_items_stay_out_of_product_searches(built, dask_scheduler):
     )
     assert again.item_id == result.item_id
     assert len(list(StaticCatalog.open(str(tmp / "cat")).items([CUBE_COLLECTION]))) == 1
+
+
+def test_virtual_cube_item_points_at_references(built, dask_scheduler):
+    tmp, _, cfg, _ = built
+    result = build_cube(
+        str(tmp / "cat"), cfg, str(tmp / "cube.json"), scheduler=dask_scheduler, format="kerchunk"
+    )
+    item = next(
+        it
+        for it in StaticCatalog.open(str(tmp / "cat")).items([CUBE_COLLECTION])
+        if it.id == result.item_id
+    )
+    assert "zarr" not in item.assets
+    assert item.assets["references"].href == str(tmp / "cube.json")
+    assert item.assets["references"].media_type == "application/json"
+    report = validate_stac(item.to_dict(), SCHEMAS)
+    assert report.valid, report.errors

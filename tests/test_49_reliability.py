@@ -144,3 +144,37 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(stack):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert _tree(out) == _tree(stack / "clean.zarr")
+
+
+def test_a_polling_reader_never_sees_an_incomplete_cube(stack, dask_scheduler):
+    """Readers poll while a build runs: every open either fails or shows the whole, finished cube."""
+    out = stack / "cube.zarr"
+    clean = xr.open_zarr(stack / "clean.zarr")
+    want = int(clean["amplitude"].astype("int64").sum())
+    seen: list[str] = []
+    finished = threading.Event()
+
+    def poll() -> None:
+        while not finished.is_set():
+            try:
+                ds = xr.open_zarr(out)
+            except Exception:
+                seen.append("absent")
+                continue
+            status = ds.attrs.get("icecube_cloud_status")
+            total = int(ds["amplitude"].astype("int64").sum())
+            seen.append(
+                "complete" if status == "complete" and total == want else f"BAD {status} {total}"
+            )
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        build_cube(str(stack / "cat"), CFG, str(out), scheduler=dask_scheduler, register=False)
+    finally:
+        finished.set()
+        reader.join(timeout=60)
+    ds = xr.open_zarr(out)  # and after the build, the cube is there
+    assert int(ds["amplitude"].astype("int64").sum()) == want
+    assert seen and "absent" in seen
+    assert not [s for s in seen if s.startswith("BAD")], seen

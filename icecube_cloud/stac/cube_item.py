@@ -21,6 +21,8 @@ CUBE_COLLECTION = "icecube-cubes"
 """Collection of built cubes."""
 ZARR_MEDIA_TYPE = "application/vnd+zarr; version=3"
 """Media type of a Zarr v3 store (STAC best practice for Zarr assets)."""
+REFERENCES_MEDIA_TYPE = "application/json"
+"""Media type of a kerchunk reference file (open with fsspec's ``reference://``)."""
 DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 
 _PER_TIME = (
@@ -117,15 +119,22 @@ def cube_to_item(
         stac_extensions=[DATACUBE_EXTENSION],
         collection=CUBE_COLLECTION,
     )
-    item.add_asset(
-        "zarr",
-        pystac.Asset(
+    if url.endswith(".json"):  # a virtual cube: kerchunk references to the products' bytes
+        asset = pystac.Asset(
+            href=url,
+            media_type=REFERENCES_MEDIA_TYPE,
+            roles=["data", "references"],
+            title=f"{plan.product_level} virtual datacube (kerchunk references, Zarr v2)",
+        )
+        item.add_asset("references", asset)
+    else:
+        asset = pystac.Asset(
             href=url,
             media_type=ZARR_MEDIA_TYPE,
             roles=["data"],
             title=f"{plan.product_level} datacube (Zarr v3)",
-        ),
-    )
+        )
+        item.add_asset("zarr", asset)
     hrefs = dict(source_hrefs or {})
     for src in sources:
         href = hrefs.get(src.id) or src.get_self_href()
