@@ -123,3 +123,38 @@ def test_insert_in_the_middle_rewrites_the_tail_only(tmp_path, dask_scheduler):
         np.testing.assert_array_equal(
             ds["amplitude"].isel(time=t).values, expected_pixels(spec, "GRD")
         )
+
+
+def test_append_on_s3_keeps_old_chunk_etags(tmp_path, moto_s3, dask_scheduler):
+    """On object storage: old chunk objects keep their ETags, and only the new slices are PUT."""
+    import fsspec
+
+    cat = str(tmp_path / "cat")
+    make_stack(tmp_path / "a", n=6, shape=(48, 40), start=START, days=12, seed=7)
+    ingest([str(tmp_path / "a")], cat)
+    bucket = moto_s3.make_bucket("icecube-update")
+    cube = f"{bucket}/cube.zarr"
+    so = moto_s3.storage_options
+    build_cube(
+        cat,
+        {"chunks": {"azimuth": 16, "range": 16}},
+        cube,
+        storage_options=so,
+        scheduler=dask_scheduler,
+    )
+    fs = fsspec.filesystem("s3", **dict(so))
+
+    def etags() -> dict[str, str]:
+        fs.invalidate_cache()
+        return {p: fs.info(p)["ETag"] for p in fs.find(f"{cube}/amplitude/c")}
+
+    before = etags()
+    make_stack(
+        tmp_path / "b", n=2, shape=(48, 40), start=START + timedelta(days=30), days=2, seed=8
+    )
+    ingest([str(tmp_path / "b")], cat)
+    result = update_cube(cube, storage_options=so, scheduler=dask_scheduler)
+    after = etags()
+    assert result.rewritten == (6, 7)
+    assert {k: after[k] for k in before} == before  # not one old chunk object rewritten
+    assert len(after) - len(before) == result.chunks_written == 2 * 3 * 3

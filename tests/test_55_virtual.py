@@ -1,7 +1,7 @@
 """Virtual (kerchunk-referenced) cubes: same layout and values as materialised cubes, no pixel copied.
 
 Real dask worker processes, real files and a real S3 API (moto); values compared bit-exactly with the
-materialised Zarr cube (GRD) or with ``s_i + 1j*s_q`` read by h5py (legacy SLC).
+materialised Zarr cube, and (legacy SLC) with ``s_i + 1j*s_q`` read by h5py.
 """
 
 from __future__ import annotations
@@ -113,6 +113,9 @@ def test_generated_legacy_slc_virtual_equals_iq(tmp_path, dask_scheduler):
             np.testing.assert_array_equal(ds["slc"].values[t], want)
         else:
             assert (ds["slc"].values[t] == 0).all()
+    # ... and the materialised SLC cube of the same plan holds the very same values and coords.
+    build_cube(cat, GAPPY, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler, register=False)
+    _assert_same_cube(ds, open_cube(str(tmp_path / "cube.zarr")), "slc")
 
 
 def test_iceye_sample_grd_stack(tmp_path, dask_scheduler, samples):
@@ -140,6 +143,9 @@ def test_iceye_sample_slc_stack(tmp_path, dask_scheduler, samples):
     assert ds.sizes["time"] == 3
     for t, pid in enumerate(ds["product_id"].values):
         np.testing.assert_array_equal(ds["slc"].values[t], _iq(samples / "slc_stack" / f"{pid}.h5"))
+    zarr_out = str(tmp_path / "cube.zarr")
+    build_cube(str(tmp_path / "cat"), {}, zarr_out, scheduler=dask_scheduler, register=False)
+    _assert_same_cube(ds, open_cube(zarr_out), "slc")
 
 
 def test_contiguous_hdf5_is_cut_into_row_blocks(tmp_path):
