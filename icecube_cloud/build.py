@@ -51,9 +51,10 @@ from icecube_cloud.write.zarr_writer import (
     done_key,
     is_published,
     load_pending,
+    plan_bands,
     save_pending,
     skeleton,
-    write_chunk,
+    write_band,
     write_label_slice,
     write_skeleton,
 )
@@ -297,16 +298,17 @@ def _execute(
         log.info("resuming the unfinished build of %s", out)
         root_doc, created = json.dumps(pending["root"]).encode(), str(pending["created"])
     done = done_chunks(target)
-    todo = [
-        (t, w, s.source)
+    bands = plan_bands(plan)
+    todo = [  # one task per band (a chunk row, capped in bytes) that lacks any chunk's record
+        (t, band, s.source)
         for t, s in enumerate(plan.slices)
         if s.source is not None
-        for w in plan.windows()
-        if done_key(t, w) not in done
+        for band in bands
+        if any(done_key(t, w) not in done for w in band)
     ]
     futures = [
-        client.submit(write_chunk, target, plan.variable, t, w, src, so, pure=False)
-        for t, w, src in todo
+        client.submit(write_band, target, plan.variable, t, band, src, so, fingerprint, pure=False)
+        for t, band, src in todo
     ]
     if plan.labels is not None:
         label_items = plan.labels.items
@@ -336,7 +338,7 @@ def _execute(
     return BuildResult(
         url=target.url,
         plan=plan,
-        chunks_written=len(written),
+        chunks_written=len(written) - len(todo) + sum(len(band) for _, band, _ in todo),
         nbytes=sum(written),
         seconds=time.perf_counter() - start,
     )

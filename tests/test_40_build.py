@@ -300,3 +300,79 @@ def test_interrupted_build_is_not_a_cube(tmp_path):
         xr.open_zarr(tmp_path / "cube.zarr")
     with pytest.raises(DataError, match=r"cube\.zarr"):
         open_cube(str(tmp_path / "cube.zarr"))
+
+
+def test_one_task_per_chunk_row_band_and_bit_exact(tmp_path, dask_scheduler):
+    """Band tasks: one task per (time, chunk row) reads its rows once and writes all their chunks."""
+    from distributed import Client, get_task_stream
+
+    from icecube_cloud.build import execute
+    from icecube_cloud.write.zarr_writer import plan_bands
+
+    specs = _stack(tmp_path, "legacy-grd", (200, 150), n=3)
+    plan = plan_cube(str(tmp_path / "cat"), {"chunks": {"azimuth": 64, "range": 48}})
+    assert plan.n_chunks == 3 * 4 * 4  # partial chunks at both edges
+    with Client(dask_scheduler) as client, get_task_stream(client=client) as stream:
+        result = execute(plan, str(tmp_path / "cube.zarr"), client=client)
+    writes = [t for t in stream.data if "write_band" in str(t["key"])]
+    assert len(plan_bands(plan)) == 4
+    assert len(writes) == 3 * 4  # per band, not per chunk (48)
+    assert max(t.get("nbytes", 0) for t in writes) <= 64  # a byte count comes back, never pixels
+    assert result.chunks_written == plan.n_chunks and result.nbytes == plan.nbytes
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+    for t, pid in enumerate(ds["product_id"].values):
+        spec = next(s for s in specs if s.product_id == pid)
+        np.testing.assert_array_equal(
+            ds["amplitude"].isel(time=t).values, expected_pixels(spec, "GRD")
+        )
+
+
+def test_bands_are_chunk_rows_capped_in_bytes():
+    from icecube_cloud.read.protocol import Window
+    from icecube_cloud.write.zarr_writer import chunk_bands
+
+    windows = [
+        Window(a, min(a + 10, 25), r, min(r + 10, 35))
+        for a in (0, 10, 20)
+        for r in range(0, 35, 10)
+    ]
+    rows = chunk_bands(windows, chunk_nbytes=100, max_bytes=1000)
+    assert [len(b) for b in rows] == [4, 4, 4]
+    assert all(len({w.az0 for w in b}) == 1 for b in rows)
+    capped = chunk_bands(windows, chunk_nbytes=100, max_bytes=250)
+    assert [len(b) for b in capped] == [2, 2, 2, 2, 2, 2]
+    assert [w for b in capped for w in b] == windows  # every chunk once, in order
+    assert [len(b) for b in chunk_bands(windows, 100, 10)] == [1] * 12
+
+
+def test_cached_reader_never_serves_a_changed_file(tmp_path):
+    """Readers are reused across tasks of a worker, but a file replaced since is reopened."""
+    import os
+    import shutil
+
+    from icecube_cloud.read.cache import cached_reader, clear_readers
+    from icecube_cloud.read.protocol import Window
+
+    specs = make_stack(tmp_path / "p", n=2, shape=(64, 48), start=START, flavour="legacy-slc")
+    ingest([str(tmp_path / "p")], str(tmp_path / "cat"))
+    plan = plan_cube(str(tmp_path / "cat"), {})
+    source = plan.slices[0].source
+    assert source is not None
+    spec = next(s for s in specs if s.product_id in source.href)
+    other = next(s for s in specs if s is not spec)
+    window = Window(0, 64, 0, 48)
+
+    def pixels(s):
+        i, q = expected_pixels(s, "SLC")
+        return i + 1j * q.astype(np.complex64)
+
+    with cached_reader(source) as first:
+        np.testing.assert_array_equal(first.read(window), pixels(spec))
+    with cached_reader(source) as again:
+        assert again is first  # reused
+    shutil.copyfile(tmp_path / "p" / f"{other.product_id}.h5", tmp_path / "new.h5")
+    os.replace(tmp_path / "new.h5", source.href)  # the file is replaced in place
+    with cached_reader(source) as reopened:
+        assert reopened is not first
+        np.testing.assert_array_equal(reopened.read(window), pixels(other))
+    clear_readers()

@@ -19,6 +19,7 @@ from distributed import Client, get_task_stream
 from icecube_cloud.build import build_cube, execute, plan_cube
 from icecube_cloud.ingest import ingest
 from icecube_cloud.synthetic import expected_pixels, make_stack
+from icecube_cloud.write.zarr_writer import plan_bands
 
 DASK = str(Path(sys.executable).parent / "dask")
 
@@ -45,9 +46,10 @@ def test_workers_write_chunks_the_client_only_metadata(catalog, dask_processes):
         client_pid = client.run(lambda: __import__("os").getpid())
         result = execute(plan, str(tmp / "cube.zarr"), client=client)
     tasks = stream.data
-    writes = [t for t in tasks if "write_chunk" in str(t["key"])]
-    assert len(writes) == result.chunks_written == plan.n_chunks
-    # Pixels never travel back: a chunk task returns a byte count, the only other tasks return
+    writes = [t for t in tasks if "write_band" in str(t["key"])]
+    assert result.chunks_written == plan.n_chunks
+    assert len(writes) == len(plan.slices) * len(plan_bands(plan))  # one task per chunk row
+    # Pixels never travel back: a band task returns a byte count, the only other tasks return
     # each product's metadata JSON (what the client writes as the `metadata` coordinate).
     assert result.nbytes == plan.nbytes
     assert max(t.get("nbytes", 0) for t in writes) <= 64

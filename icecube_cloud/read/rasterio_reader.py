@@ -8,16 +8,18 @@ order here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import rasterio
 import rasterio.windows
+from rasterio.errors import NotGeoreferencedWarning
 
 from icecube_cloud.errors import ProductError
-from icecube_cloud.gdal_io import open_raster
+from icecube_cloud.gdal_io import gdal_s3_env, open_raster
 from icecube_cloud.products.model import Orientation
 from icecube_cloud.read.protocol import Window
 
@@ -25,7 +27,10 @@ from icecube_cloud.read.protocol import Window
 class RasterioReader:
     """Reads one band of a GeoTIFF in physical (azimuth, range) order.
 
-    Open, read and close from one thread (the GDAL environment of a remote file is thread-local).
+    Open, read and close from one thread. An ``s3://`` file's GDAL environment (credentials, endpoint,
+    retries) is entered around the open and around each read rather than held for the reader's life, so
+    that several readers kept open by one thread (see :mod:`icecube_cloud.read.cache`) never interleave
+    their environments.
 
     Args:
         href: Local path or fsspec URL of the TIFF.
@@ -46,8 +51,15 @@ class RasterioReader:
         self.orientation = orientation
         self.band = band
         self._stack = contextlib.ExitStack()
+        self._env: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         try:
-            self._ds = self._stack.enter_context(open_raster(href, storage_options))
+            if href.startswith("s3://"):
+                self._env = lambda: gdal_s3_env(storage_options)
+                with self._env(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    self._ds = self._stack.enter_context(rasterio.open("/vsis3/" + href[5:]))
+            else:
+                self._ds = self._stack.enter_context(open_raster(href, storage_options))
         except (rasterio.RasterioIOError, OSError, ValueError) as err:
             self._stack.close()
             raise ProductError(href, f"cannot open the TIFF: {err}") from err
@@ -70,7 +82,8 @@ class RasterioReader:
                 (window.az0, window.az1), (window.rg0, window.rg1)
             )
         try:
-            data: npt.NDArray[np.generic] = self._ds.read(list(indexes), window=file_win)
+            with self._env():
+                data: npt.NDArray[np.generic] = self._ds.read(list(indexes), window=file_win)
         except (rasterio.RasterioIOError, OSError, IndexError) as err:
             raise ProductError(self.href, f"cannot read window {window}: {err}") from err
         if self.orientation == "shadows-down":

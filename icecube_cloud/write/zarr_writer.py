@@ -2,7 +2,8 @@
 
 Order of writes (SPEC §9): (1) every array's metadata and the small coordinate arrays, with the root
 group document held back, so a plain ``xr.open_zarr`` finds no group while pixels are being written;
-(2) the pixel chunks, one deterministic task per chunk on the dask workers (gap slices write nothing);
+(2) the pixel chunks, one deterministic task per band (a chunk row, or part of one) on the dask workers
+(gap slices write nothing);
 (3) the root group document, marked complete, and the consolidated metadata, written last. A build that
 dies before (3) leaves nothing a reader opens as a cube.
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import posixpath
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dask.array as da
@@ -27,7 +29,7 @@ import zarr.codecs
 from icecube_cloud.errors import BuildError, ProductError, portable_errors
 from icecube_cloud.labels.cube import flag_attrs, label_mask
 from icecube_cloud.plan import CubePlan, SourceRef
-from icecube_cloud.read import open_reader
+from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.read.protocol import Window
 from icecube_cloud.storage import StorageTarget, is_remote
 
@@ -218,6 +220,92 @@ def write_skeleton(ds: xr.Dataset, plan: CubePlan, target: StorageTarget) -> byt
     return doc
 
 
+BAND_BYTES = 16 * 2**20
+"""Most decoded pixel bytes one band task reads and writes (a whole chunk row when it fits)."""
+
+
+def chunk_bands(
+    windows: Iterable[Window], chunk_nbytes: int, max_bytes: int = BAND_BYTES
+) -> list[tuple[Window, ...]]:
+    """Group row-major chunk windows into bands: runs of one chunk row of at most ``max_bytes``.
+
+    Args:
+        windows: The chunk windows of one image, row-major (:meth:`CubePlan.windows`).
+        chunk_nbytes: Decoded bytes of one full chunk.
+        max_bytes: Cap on a band's decoded bytes (at least one chunk per band).
+    """
+    per_band = max(1, max_bytes // max(1, chunk_nbytes))
+    bands: list[tuple[Window, ...]] = []
+    run: list[Window] = []
+    for w in windows:
+        if run and (w.az0 != run[0].az0 or len(run) == per_band):
+            bands.append(tuple(run))
+            run = []
+        run.append(w)
+    if run:
+        bands.append(tuple(run))
+    return bands
+
+
+def plan_bands(plan: CubePlan, max_bytes: int = BAND_BYTES) -> list[tuple[Window, ...]]:
+    """The chunk windows of one image of ``plan`` grouped into bands (see :func:`chunk_bands`)."""
+    chunk_nbytes = math.prod(plan.chunks) * np.dtype(plan.dtype).itemsize
+    return chunk_bands(plan.windows(), chunk_nbytes, max_bytes)
+
+
+@portable_errors
+def write_band(
+    target: StorageTarget,
+    variable: str,
+    t: int,
+    windows: Sequence[Window],
+    source: SourceRef,
+    storage_options: Mapping[str, Any] | None = None,
+    array_token: str | None = None,
+) -> int:
+    """Read the band covering ``windows`` once and write it as their chunks (runs on a worker).
+
+    ``windows`` are adjacent chunk windows of one chunk row (see :func:`chunk_bands`). Zarr writes the
+    chunks concurrently; then each chunk's progress marker is written. The source reader and the
+    array are reused across tasks of the worker (:mod:`icecube_cloud.read.cache`). Deterministic: the
+    bytes written depend only on the arguments and the source file.
+
+    Args:
+        target: The cube.
+        variable: The pixel array.
+        t: Time index.
+        windows: Adjacent chunk windows of one chunk row.
+        source: The image of time ``t``.
+        storage_options: fsspec options of the source (the target carries its own).
+        array_token: Names the array's metadata (the plan fingerprint) so that the opened array may be
+            reused by later tasks; ``None`` opens it afresh.
+
+    Returns:
+        Number of uncompressed bytes written.
+    """
+    band = Window(
+        min(w.az0 for w in windows),
+        max(w.az1 for w in windows),
+        min(w.rg0 for w in windows),
+        max(w.rg1 for w in windows),
+    )
+    with cached_reader(source, storage_options) as reader:
+        data = reader.read(band)
+    array = cached_array(target, variable, array_token)
+    if data.dtype != array.dtype:
+        raise ProductError(
+            source.href, f"sample type {data.dtype} differs from the cube's {array.dtype}"
+        )
+    array[(t, *band.slices)] = data
+    # The progress record: written only after the chunks themselves, so "recorded" implies "written".
+    fs = target.fs
+    markers = {f"{target.path}/{done_key(t, w)}": b"" for w in windows}
+    if not is_remote(target.url):
+        fs.makedirs(f"{target.path}/{PROGRESS_DIR}/done", exist_ok=True)
+    fs.pipe(markers)
+    return int(data.nbytes)
+
+
 @portable_errors
 def write_chunk(
     target: StorageTarget,
@@ -234,23 +322,7 @@ def write_chunk(
     Returns:
         Number of uncompressed bytes written.
     """
-    reader = open_reader(source, storage_options=storage_options)
-    try:
-        data = reader.read(window)
-    finally:
-        reader.close()
-    array = zarr.open_array(store=target.zarr_store(), path=variable, mode="r+", zarr_format=3)
-    if data.dtype != array.dtype:
-        raise ProductError(
-            source.href, f"sample type {data.dtype} differs from the cube's {array.dtype}"
-        )
-    array[(t, *window.slices)] = data
-    # The progress record: written only after the chunk itself, so "recorded" implies "written".
-    fs, marker = target.fs, f"{target.path}/{done_key(t, window)}"
-    if not is_remote(target.url):
-        fs.makedirs(posixpath.dirname(marker), exist_ok=True)
-    fs.pipe_file(marker, b"")
-    return int(data.nbytes)
+    return write_band(target, variable, t, (window,), source, storage_options)
 
 
 PROGRESS_DIR = "_icecube"
