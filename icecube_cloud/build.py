@@ -80,7 +80,7 @@ class BuildResult:
     """Id of the cube's STAC item in the catalog (``None`` when not registered)."""
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
     """``url`` without any user:password part (never written into attributes or logs)."""
     parts = urlsplit(url)
     if parts.username or parts.password:
@@ -122,10 +122,15 @@ def _label_plan(catalog: ItemCatalog, labels: str | bool, sources: list[pystac.I
 
 
 @dataclass(frozen=True)
-class _Planned:
+class Planned:
+    """A searched and planned cube, with what registering it needs."""
+
     plan: CubePlan
+    """The plan."""
     sources: list[pystac.Item]
+    """The source items, in time order."""
     catalog: ItemCatalog
+    """The catalog searched (the cube's item is registered there)."""
 
 
 def plan_cube(
@@ -144,21 +149,22 @@ def plan_cube(
         allowed_hrefs: Extra locations the catalog's asset hrefs may point to (see
             :class:`icecube_cloud.hrefs.HrefPolicy`).
     """
-    return _search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs).plan
+    return search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs).plan
 
 
-def _search_and_plan(
+def search_and_plan(
     stac_url: str,
     cfg: CubeConfig,
     storage_options: Mapping[str, Any] | None,
     allowed_hrefs: Sequence[str] = (),
-) -> _Planned:
+) -> Planned:
+    """Search ``stac_url`` with ``cfg``, select, plan, and check every source href against the policy."""
     params = search_params(cfg)
     catalog = open_catalog(stac_url, storage_options=storage_options)
     items = catalog.search(params)
     if not items:
         raise EmptySelectionError(
-            f"{_public_url(stac_url)}: the search found no item "
+            f"{public_url(stac_url)}: the search found no item "
             f"({json.dumps(params.to_dict(), sort_keys=True)})"
         )
     axis = select([Acquisition.from_item(it) for it in items], cfg)
@@ -167,7 +173,7 @@ def _search_and_plan(
         "product_type": "",
         "icecube_cloud_version": icecube_cloud.__version__,
         "icecube_cloud_config": cfg.to_dict(),
-        "icecube_cloud_search": {"catalog": _public_url(stac_url), "parameters": params.to_dict()},
+        "icecube_cloud_search": {"catalog": public_url(stac_url), "parameters": params.to_dict()},
         "source_items": [s.item_id for s in axis.slices if s.item_id is not None],
     }
     by_id = {it.id: it for it in items}
@@ -180,7 +186,7 @@ def _search_and_plan(
     for s in plan.slices:
         if s.source is not None:
             policy.check(s.source.href, s.source.item_id)
-    return _Planned(plan, sources, catalog)
+    return Planned(plan, sources, catalog)
 
 
 @portable_errors
@@ -192,7 +198,7 @@ def read_source_info(
     return json.dumps(dict(meta.metadata), sort_keys=True, default=str), meta.shape
 
 
-def _gather(
+def gather_futures(
     client: distributed.Client,
     futures: list[distributed.Future[Any]],
     stage: str,
@@ -256,7 +262,7 @@ def _execute(
     overwrite: bool,
     progress: Progress,
 ) -> BuildResult:
-    out = _public_url(target.url)
+    out = public_url(target.url)
     fingerprint = plan_fingerprint(plan)
     pending = load_pending(target)
     if pending is not None and pending.get("fingerprint") != fingerprint and not overwrite:
@@ -275,7 +281,7 @@ def _execute(
     if pending is None:
         sources = [s.source for s in plan.slices if s.source is not None]
         # Every source is opened once before anything is written: a corrupt file fails early.
-        infos = _gather(
+        infos = gather_futures(
             client,
             client.map(read_source_info, sources, storage_options=so, pure=False),
             "check",
@@ -290,7 +296,7 @@ def _execute(
                 )
         meta = iter(infos)
         metadata_json = [next(meta)[0] if s.valid else "" for s in plan.slices]
-        vectors = _label_vectors(plan, so)
+        vectors = label_vectors_of(plan, so)
         root_doc = write_skeleton(skeleton(plan, metadata_json, vectors), plan, target)
         created = datetime.now(UTC).isoformat()
         save_pending(target, root_doc, fingerprint, created)
@@ -329,7 +335,7 @@ def _execute(
             and f"{PROGRESS_DIR}/done/labels.{t}" not in done
         ]
     try:
-        written = _gather(client, futures, "write", progress)
+        written = gather_futures(client, futures, "write", progress)
     except BaseException:
         # Readers see no cube (the root document is held back); a rerun resumes from here.
         log.warning("build of %s stopped; rerun the same command to resume it", out)
@@ -344,7 +350,7 @@ def _execute(
     )
 
 
-def _label_vectors(
+def label_vectors_of(
     plan: CubePlan, storage_options: Mapping[str, Any]
 ) -> list[list[tuple[str, str]]] | None:
     """Per time slice, the vector labels of its product (pixel-coordinate WKT, class)."""
@@ -424,7 +430,7 @@ def build_cube(
         progress: Progress callback.
         format: ``zarr`` (materialised cube) or ``kerchunk`` (reference JSON at ``out``, no pixel copied).
     """
-    planned = _search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs)
+    planned = search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs)
     progress("plan", 1, 1)
     # issue #5: a virtual cube is one kerchunk reference file (icecube_cloud/write/references.py).
     from icecube_cloud.write.references import execute_references  # lazy: it imports this module
@@ -444,11 +450,11 @@ def build_cube(
             raise
         except Exception as err:
             raise BuildError(
-                f"building {_public_url(out)} failed: {type(err).__name__}: {err}"
+                f"building {public_url(out)} failed: {type(err).__name__}: {err}"
             ) from err
     if not register:
         return result
     item = cube_to_item(planned.plan, result.url, planned.sources, created=datetime.now(UTC))
     planned.catalog.upsert([item])
-    log.info("registered cube %s as item %s in %s", result.url, item.id, _public_url(stac_url))
+    log.info("registered cube %s as item %s in %s", result.url, item.id, public_url(stac_url))
     return dataclasses.replace(result, item_id=item.id)

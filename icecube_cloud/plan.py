@@ -34,6 +34,22 @@ DEFAULT_CHUNK = 1024
 efficiently, that ML loaders can read as patches, and that keeps one task's memory small."""
 
 
+PER_TIME_COORDS: tuple[str, ...] = (
+    "acquisition_start",
+    "acquisition_end",
+    "incidence_angle",
+    "orbit_state",
+    "observation_direction",
+    "polarization",
+    "platform",
+    "product_id",
+    "calibration_factor",
+    "valid",
+    "metadata",
+)
+"""The per-time coordinates of every cube (SPEC §6)."""
+
+
 @dataclass(frozen=True)
 class Compression:
     """The Zarr codec used for the pixel variable (Blosc with zstd and bit-shuffle by default)."""

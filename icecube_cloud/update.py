@@ -29,12 +29,12 @@ import zarr
 import zarr.storage
 
 from icecube_cloud.build import (
-    _gather,
-    _label_vectors,
-    _public_url,
-    _search_and_plan,
+    gather_futures,
+    label_vectors_of,
     plan_fingerprint,
+    public_url,
     read_source_info,
+    search_and_plan,
 )
 from icecube_cloud.cluster import connect
 from icecube_cloud.config import parse_config
@@ -123,7 +123,7 @@ def update_cube(
         raise DataError(f"{cube_url}: not an icecube-cloud cube (no stored config)")
     cfg = parse_config(attrs["icecube_cloud_config"])
     catalog_url = stac_url or str(attrs.get("icecube_cloud_search", {}).get("catalog", ""))
-    plan = _search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
+    plan = search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
     start = time.perf_counter()
     with connect(scheduler, workers) as client:
         lease = acquire_lease(target)
@@ -142,7 +142,7 @@ def _update(
     progress: Progress,
     start: float,
 ) -> UpdateResult:
-    url = _public_url(target.url)
+    url = public_url(target.url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         old = xr.open_zarr(target.zarr_store(read_only=True), consolidated=True, zarr_format=3)
@@ -176,7 +176,7 @@ def _update(
     meta = [str(m) for m in old["metadata"].values] + [""] * (len(new_keys) - len(old_keys))
     check = [plan.slices[t].source for t in changed]
     sources = [s for s in check if s is not None]
-    infos = _gather(
+    infos = gather_futures(
         client,
         client.map(read_source_info, sources, storage_options=so, pure=False),
         "check",
@@ -190,7 +190,7 @@ def _update(
     ]  # fmt: skip
     # 2. The new documents and coordinates, exactly as a fresh build writes them (in memory first).
     docs: dict[str, Any] = {}  # key -> zarr Buffer, filled through the MemoryStore
-    ds = skeleton(plan, metadata_json, _label_vectors(plan, so))
+    ds = skeleton(plan, metadata_json, label_vectors_of(plan, so))
     ds.to_zarr(
         zarr.storage.MemoryStore(docs),
         mode="w",
@@ -244,7 +244,7 @@ def _update(
                         pure=False,
                     )
                 )
-    written = _gather(client, futures, "write", progress)
+    written = gather_futures(client, futures, "write", progress)
     # 4. Coordinates and the other documents, then the commit.
     for key, buf in docs.items():
         if key.split("/", 1)[0] not in pixel_vars:

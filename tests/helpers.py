@@ -22,3 +22,19 @@ def assert_clean_metadata(metadata: Any) -> None:
     assert all(k == k.lower() for k in metadata)
     leftovers = [s for s in _strings(metadata) if s.lstrip().startswith(("[", "(", "{"))]
     assert leftovers == []
+
+
+PER_TIME_COORDS = (
+    "acquisition_start",
+    "acquisition_end",
+    "incidence_angle",
+    "orbit_state",
+    "observation_direction",
+    "polarization",
+    "platform",
+    "product_id",
+    "calibration_factor",
+    "valid",
+    "metadata",
+)
+"""SPEC §6: the per-time coordinates every cube carries (the contract, written out independently)."""

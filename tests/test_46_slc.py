@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import PER_TIME_COORDS
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.errors import ProductError
@@ -23,19 +24,6 @@ from icecube_cloud.read import Hdf5SlcReader, SlcCogReader, Window
 from icecube_cloud.synthetic import expected_pixels, make_stack
 
 START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
-PER_TIME_COORDS = (
-    "acquisition_start",
-    "acquisition_end",
-    "incidence_angle",
-    "orbit_state",
-    "observation_direction",
-    "polarization",
-    "platform",
-    "product_id",
-    "calibration_factor",
-    "valid",
-    "metadata",
-)
 
 
 def _end(spec) -> np.datetime64:

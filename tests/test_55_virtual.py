@@ -19,6 +19,7 @@ import rasterio.shutil
 import s3fs
 import xarray as xr
 from click.testing import CliRunner
+from helpers import PER_TIME_COORDS
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.cli import cli
@@ -34,22 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
 GAPPY = {"temporal_resolution": 1}
 """Six images over 12 days in 1-day bins: the time axis has gap slices."""
-COORDS = (
-    "time",
-    "azimuth",
-    "range",
-    "acquisition_start",
-    "acquisition_end",
-    "incidence_angle",
-    "orbit_state",
-    "observation_direction",
-    "polarization",
-    "platform",
-    "product_id",
-    "calibration_factor",
-    "valid",
-    "metadata",
-)
+COORDS = ("time", "azimuth", "range", *PER_TIME_COORDS)
 
 
 def _catalog(tmp_path: Path, flavour: str, shape: tuple[int, int], n: int = 6) -> str:

@@ -15,7 +15,7 @@ import pystac
 import shapely
 from shapely.geometry import mapping, shape
 
-from icecube_cloud.plan import CubePlan
+from icecube_cloud.plan import PER_TIME_COORDS, CubePlan
 
 CUBE_COLLECTION = "icecube-cubes"
 """Collection of built cubes."""
@@ -24,20 +24,6 @@ ZARR_MEDIA_TYPE = "application/vnd+zarr; version=3"
 REFERENCES_MEDIA_TYPE = "application/json"
 """Media type of a kerchunk reference file (open with fsspec's ``reference://``)."""
 DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
-
-_PER_TIME = (
-    "acquisition_start",
-    "acquisition_end",
-    "incidence_angle",
-    "orbit_state",
-    "observation_direction",
-    "polarization",
-    "platform",
-    "product_id",
-    "calibration_factor",
-    "valid",
-    "metadata",
-)
 
 
 def _iso(t: datetime) -> str:
@@ -103,7 +89,10 @@ def cube_to_item(
                 "variable_type": "data",
                 "description": f"{plan.product_level} {plan.variable} ({plan.dtype})",
             },
-            **{name: {"dimensions": ["time"], "variable_type": "auxiliary"} for name in _PER_TIME},
+            **{
+                name: {"dimensions": ["time"], "variable_type": "auxiliary"}
+                for name in PER_TIME_COORDS
+            },
         },
         "icecube:images": len(plan.slices) - plan.n_gaps,
         "icecube:gaps": plan.n_gaps,

@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from icecube_cloud.build import BuildResult, _gather, read_source_info
+from icecube_cloud.build import BuildResult, gather_futures, read_source_info
 from icecube_cloud.errors import ProductError, UsageError, portable_errors
 from icecube_cloud.plan import CubePlan, SourceRef
 from icecube_cloud.progress import Progress, no_progress
@@ -207,7 +207,7 @@ def execute_references(
     start = time.perf_counter()
     so = StorageOptions.of(storage_options)
     sources = [s.source for s in plan.slices if s.source is not None]
-    results: list[tuple[str, SourceRefs]] = _gather(
+    results: list[tuple[str, SourceRefs]] = gather_futures(
         client, client.map(reference_product, sources, storage_options=so, pure=False),
         "reference", progress,
     )  # fmt: skip
