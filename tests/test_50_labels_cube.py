@@ -97,3 +97,20 @@ def test_times_without_labels_are_empty_not_missing(tmp_path, samples, dask_sche
     assert per_time[pids.index(f"{STEM}1")] > 0
     assert all(per_time[i] == 0 for i, p in enumerate(pids) if p != f"{STEM}1")
     assert ds["label_geometry"].sizes["label"] == 0
+
+
+def test_quicklook_of_a_labelled_cube(tmp_path, samples, dask_scheduler):
+    """The quicklook of a real labelled cube (built with "labels": true) is a PNG with every slice."""
+    from icecube_cloud.cube import open_cube
+    from icecube_cloud.quicklook import quicklook
+
+    cat = str(tmp_path / "cat")
+    ingest([str(samples / "grd_stack")], cat)
+    ingest_labels(str(samples / "labels" / "dummy_vector_labels.json"), cat)
+    build_cube(cat, {"labels": True}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    png = tmp_path / "quicklook.png"
+    assert quicklook(open_cube(str(tmp_path / "cube.zarr")), png) == 3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with rasterio.open(png) as img:
+        pixels = img.read()
+    assert img.width > 300 and img.height > 200 and len(np.unique(pixels)) > 50
