@@ -190,12 +190,22 @@ def search_and_plan(
 
 
 @portable_errors
-def read_source_info(
-    source: SourceRef, storage_options: Mapping[str, Any] | None = None
-) -> tuple[str, tuple[int, int]]:
-    """Read a source's full metadata as JSON and its shape (runs on a worker)."""
+def read_source_info(source: SourceRef, storage_options: Mapping[str, Any] | None = None) -> str:
+    """Open a source, check it is the image its item describes, return its full metadata JSON.
+
+    Runs on a worker, once per source, before anything is written (builds, updates, references).
+
+    Raises:
+        ProductError: The file cannot be read, or its shape differs from its catalog entry.
+    """
     meta = read_product(source.href, storage_options=storage_options)
-    return json.dumps(dict(meta.metadata), sort_keys=True, default=str), meta.shape
+    if meta.shape != source.shape:
+        raise ProductError(
+            source.href,
+            f"image is {meta.shape[0]}x{meta.shape[1]} but item {source.item_id!r} says "
+            f"{source.shape[0]}x{source.shape[1]}",
+        )
+    return json.dumps(dict(meta.metadata), sort_keys=True, default=str)
 
 
 def gather_futures(
@@ -287,15 +297,8 @@ def _execute(
             "check",
             progress,
         )
-        for src, (_, shape) in zip(sources, infos, strict=True):
-            if shape != plan.shape:
-                raise ProductError(
-                    src.href,
-                    f"image is {shape[0]}x{shape[1]} but item {src.item_id!r} says "
-                    f"{plan.shape[0]}x{plan.shape[1]}",
-                )
         meta = iter(infos)
-        metadata_json = [next(meta)[0] if s.valid else "" for s in plan.slices]
+        metadata_json = [next(meta) if s.valid else "" for s in plan.slices]
         vectors = label_vectors_of(plan, so)
         root_doc = write_skeleton(skeleton(plan, metadata_json, vectors), plan, target)
         created = datetime.now(UTC).isoformat()

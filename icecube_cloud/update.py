@@ -182,7 +182,7 @@ def _update(
         "check",
         progress,
     )
-    by_item = {s.item_id: info[0] for s, info in zip(sources, infos, strict=True)}
+    by_item = {s.item_id: info for s, info in zip(sources, infos, strict=True)}
     metadata_json = [
         by_item.get(s.source.item_id, meta[t]) if s.source is not None and t in changed else
         (meta[t] if s.source is not None else "")

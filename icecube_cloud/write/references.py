@@ -173,13 +173,7 @@ def reference_product(
     source: SourceRef, storage_options: Mapping[str, Any] | None = None
 ) -> tuple[str, SourceRefs]:
     """The one task per product (on a worker): its full metadata JSON and its references."""
-    metadata_json, shape = read_source_info(source, storage_options)
-    if shape != source.shape:
-        raise ProductError(
-            source.href, f"image is {shape[0]}x{shape[1]} but item {source.item_id!r} says "
-            f"{source.shape[0]}x{source.shape[1]}",
-        )  # fmt: skip
-    return metadata_json, source_references(source, storage_options)
+    return read_source_info(source, storage_options), source_references(source, storage_options)
 
 
 def execute_references(
