@@ -41,6 +41,7 @@ from benchmarks import measure
 from benchmarks.measure import MiB, PeakRss, Timed, track_rss
 from benchmarks.stacks import SIZES, Kind, Size, Stack, catalogue, generate
 from icecube_cloud.build import build_cube
+from icecube_cloud.cluster import local_cluster
 from icecube_cloud.errors import IcecubeError
 from icecube_cloud.storage import StorageOptions
 from icecube_cloud.testing.moto import MotoServer
@@ -174,18 +175,9 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
 
 @contextmanager
 def _cluster(workers: int, memory_limit: str | None = None) -> Iterator[distributed.Client]:
-    with (
-        distributed.LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            memory_limit=memory_limit or "auto",
-        ) as cluster,
-        distributed.Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
-        yield client
+    """The build's own LocalCluster (``icecube_cloud.cluster``), for every case alike."""
+    with local_cluster(workers, dashboard_address=None, memory_limit=memory_limit or "auto") as c:
+        yield c
 
 
 def run_suite(

@@ -177,7 +177,7 @@ def search_and_plan(
         "source_items": [s.item_id for s in axis.slices if s.item_id is not None],
     }
     by_id = {it.id: it for it in items}
-    plan = make_plan(by_id, axis, chunks=cfg.chunks, attrs=attrs)
+    plan = make_plan(by_id, axis, chunks=cfg.chunks, attrs=attrs, compression=cfg.compression)
     plan = dataclasses.replace(plan, attrs={**attrs, "product_type": plan.product_level})
     sources = [by_id[s.item_id] for s in axis.slices if s.item_id is not None]
     if cfg.labels:

@@ -54,6 +54,36 @@ class Chunks(Mapping[str, int]):
         return len(self.to_dict())
 
 
+BloscName = Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"]
+BloscShuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
+BLOSC_NAMES: tuple[BloscName, ...] = ("lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd")
+BLOSC_SHUFFLES: tuple[BloscShuffle, ...] = ("noshuffle", "shuffle", "bitshuffle")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compression:
+    """The Blosc codec of the cube's pixel variable (config ``compression``).
+
+    Default: lz4 with bit-shuffle. Measured on 1024² chunks of synthetic ICEYE stacks (one core,
+    ``benchmarks``): uint16 GRD 1.63x smaller at 1870 MiB/s encode / 2750 MiB/s decode, against
+    zstd level 3's 1.65x at 380 / 1600 MiB/s; complex64 SLC 1.14x (COG) and 2.40x (HDF5) against zstd's
+    1.15x and 2.55x, at 4-5x the encode speed. Builds are bound by encoding on a few cores and ML
+    loaders by decoding, so lz4 wins both for 1-6 % more bytes; ``{"cname": "zstd", "clevel": 3}``
+    stores the smallest cubes.
+    """
+
+    cname: BloscName = "lz4"
+    """Blosc inner compressor."""
+    clevel: int = 5
+    """Compression level, 0 (none) to 9."""
+    shuffle: BloscShuffle = "bitshuffle"
+    """Bit-shuffle groups the slowly varying high bits of SAR samples together."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, as in the config."""
+        return {"cname": self.cname, "clevel": self.clevel, "shuffle": self.shuffle}
+
+
 @dataclass(frozen=True, kw_only=True)
 class CubeConfig:
     """A validated cube config. Build it with :func:`parse_config` or :func:`load_config`."""
@@ -88,6 +118,8 @@ class CubeConfig:
     """Label collection id, ``True`` (labels linked to the products), or ``False`` (no labels)."""
     chunks: Chunks | None = None
     """Chunk sizes; ``None`` lets the planner decide."""
+    compression: Compression | None = None
+    """Codec of the pixel variable; ``None``: the default :class:`Compression`."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The config exactly as given (for provenance)."""
 
@@ -121,6 +153,8 @@ class CubeConfig:
             out["labels"] = self.labels
         if self.chunks is not None:
             out["chunks"] = self.chunks.to_dict()
+        if self.compression is not None:
+            out["compression"] = self.compression.to_dict()
         return out
 
 
@@ -264,6 +298,33 @@ def _parse_chunks(key: str, value: Any) -> Chunks:
     )
 
 
+def _parse_compression(key: str, value: Any) -> Compression:
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            key, f'expected {{"cname": ..., "clevel": n, "shuffle": ...}}, got {_describe(value)}'
+        )
+    unknown = set(value) - {"cname", "clevel", "shuffle"}
+    if unknown:
+        raise ConfigError(key, f"unknown field(s) {sorted(unknown)}; use cname, clevel, shuffle")
+    default = Compression()
+    cname = value.get("cname", default.cname)
+    if cname not in BLOSC_NAMES:
+        raise ConfigError(
+            f"{key}.cname", f"expected one of {list(BLOSC_NAMES)}, got {_describe(cname)}"
+        )
+    shuffle = value.get("shuffle", default.shuffle)
+    if shuffle not in BLOSC_SHUFFLES:
+        raise ConfigError(
+            f"{key}.shuffle", f"expected one of {list(BLOSC_SHUFFLES)}, got {_describe(shuffle)}"
+        )
+    clevel = value.get("clevel", default.clevel)
+    if isinstance(clevel, bool) or not isinstance(clevel, int) or not 0 <= clevel <= 9:
+        raise ConfigError(
+            f"{key}.clevel", f"expected an integer from 0 to 9, got {_describe(clevel)}"
+        )
+    return Compression(cname=cname, clevel=clevel, shuffle=shuffle)
+
+
 _PARSERS: dict[str, Any] = {
     "start_date": _parse_date,
     "end_date": _parse_date,
@@ -280,6 +341,7 @@ _PARSERS: dict[str, Any] = {
     "filter": _parse_filter,
     "labels": _parse_labels,
     "chunks": _parse_chunks,
+    "compression": _parse_compression,
 }
 
 CONFIG_KEYS: tuple[str, ...] = tuple(_PARSERS)

@@ -8,16 +8,16 @@ can inspect it first.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pystac
 
+from icecube_cloud.config import Compression
 from icecube_cloud.errors import BuildError, CatalogError, SelectionError, ShapeMismatchError
 from icecube_cloud.products.model import Orientation, ProductFormat, ProductLevel
 from icecube_cloud.read.protocol import Window
@@ -48,18 +48,6 @@ PER_TIME_COORDS: tuple[str, ...] = (
     "metadata",
 )
 """The per-time coordinates of every cube (SPEC §6)."""
-
-
-@dataclass(frozen=True)
-class Compression:
-    """The Zarr codec used for the pixel variable (Blosc with zstd and bit-shuffle by default)."""
-
-    cname: Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"] = "zstd"
-    """Blosc inner compressor."""
-    clevel: int = 3
-    """Compression level: 3 balances speed (I/O bound builds) and size."""
-    shuffle: Literal["noshuffle", "shuffle", "bitshuffle"] = "bitshuffle"
-    """Bit-shuffle groups the slowly varying high bits of SAR amplitudes together."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +186,7 @@ class CubePlan:
             "dtype": self.dtype,
             "shape": {"time": len(self.slices), "azimuth": self.shape[0], "range": self.shape[1]},
             "chunks": {"time": 1, "azimuth": self.chunks[0], "range": self.chunks[1]},
-            "compression": dataclasses.asdict(self.compression),
+            "compression": self.compression.to_dict(),
             "n_chunks": self.n_chunks,
             "nbytes": self.nbytes,
             "slices": [

@@ -14,6 +14,7 @@ update is resumable like a build: rerun it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ from icecube_cloud.build import (
     search_and_plan,
 )
 from icecube_cloud.cluster import connect
-from icecube_cloud.config import parse_config
+from icecube_cloud.config import Compression, parse_config
 from icecube_cloud.errors import DataError, SelectionError
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, no_progress
@@ -53,6 +54,7 @@ from icecube_cloud.write.zarr_writer import (
     load_pending,
     save_pending,
     skeleton,
+    stored_compression,
     write_chunk,
     write_label_slice,
 )
@@ -122,6 +124,10 @@ def update_cube(
     if "icecube_cloud_config" not in attrs:
         raise DataError(f"{cube_url}: not an icecube-cloud cube (no stored config)")
     cfg = parse_config(attrs["icecube_cloud_config"])
+    stored = stored_compression(root)
+    if cfg.compression is None and stored not in (None, Compression()):
+        # keep the codec the cube was built with, should the default have changed since
+        cfg = dataclasses.replace(cfg, compression=stored)
     catalog_url = stac_url or str(attrs.get("icecube_cloud_search", {}).get("catalog", ""))
     plan = search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
     start = time.perf_counter()

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
+from icecube_cloud.cluster import worker_environment
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLES = SHARED / "iceye-samples"
@@ -32,13 +34,16 @@ def samples() -> Path:
 @pytest.fixture(scope="session")
 def dask_scheduler() -> Iterator[str]:
     """Address of a real dask cluster (two worker processes) shared by the build tests."""
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    ) as cluster:
+    with (
+        worker_environment(),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+    ):
         yield str(cluster.scheduler_address)
 
 
@@ -48,10 +53,12 @@ def dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     The processes get an environment without AWS settings: anything they read from S3 they must reach
     with the storage options the client ships (as on a real cluster, whose nodes do not share ours).
+    Their dask configuration is ``infra/dask/`` (``DASK_CONFIG``), as the deployment image installs it.
     """
     work = tmp_path_factory.mktemp("dask-cluster")
     sched_file = work / "scheduler.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["DASK_CONFIG"] = str(REPO / "infra" / "dask")
     common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": work, "env": env}
     scheduler = subprocess.Popen(
         [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",

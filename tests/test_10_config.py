@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icecube_cloud.config import Chunks, CubeConfig, load_config, parse_config, search_params
+from icecube_cloud.config import (
+    Chunks,
+    Compression,
+    CubeConfig,
+    load_config,
+    parse_config,
+    search_params,
+)
 from icecube_cloud.errors import ConfigError, IgnoredConfigKeyWarning
 
 SAMPLES = Path(__file__).parents[1].parent / "shared" / "iceye-samples" / "json_config"
@@ -329,6 +336,30 @@ def test_bad_chunks(value: Any, key: str) -> None:
     assert _err({"chunks": value}).key == key
 
 
+def test_compression() -> None:
+    assert parse_config({}).compression is None  # the planner's default codec
+    cfg = parse_config({"compression": {"cname": "zstd", "clevel": 3}})
+    assert cfg.compression == Compression(cname="zstd", clevel=3, shuffle="bitshuffle")
+    assert cfg.to_dict()["compression"] == {"cname": "zstd", "clevel": 3, "shuffle": "bitshuffle"}
+    assert parse_config(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("zstd", "compression"),
+        ({"codec": "zstd"}, "compression"),
+        ({"cname": "gzip"}, "compression.cname"),
+        ({"clevel": 10}, "compression.clevel"),
+        ({"clevel": True}, "compression.clevel"),
+        ({"clevel": 2.5}, "compression.clevel"),
+        ({"shuffle": "byte"}, "compression.shuffle"),
+    ],
+)
+def test_bad_compression(value: Any, key: str) -> None:
+    assert _err({"compression": value}).key == key
+
+
 # --- search parameters --------------------------------------------------------------------------
 
 
@@ -408,6 +439,17 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     d["labels"] = draw(st.one_of(st.booleans(), names))
     if draw(st.booleans()):
         d["chunks"] = {"azimuth": draw(st.integers(1, 4096)), "range": draw(st.integers(1, 4096))}
+    if draw(st.booleans()):
+        d["compression"] = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "cname": st.sampled_from(["lz4", "zstd", "zlib"]),
+                    "clevel": st.integers(0, 9),
+                    "shuffle": st.sampled_from(["noshuffle", "shuffle", "bitshuffle"]),
+                },
+            )
+        )
     return d
 
 

@@ -158,3 +158,30 @@ def test_append_on_s3_keeps_old_chunk_etags(tmp_path, moto_s3, dask_scheduler):
     assert result.rewritten == (6, 7)
     assert {k: after[k] for k in before} == before  # not one old chunk object rewritten
     assert len(after) - len(before) == result.chunks_written == 2 * 3 * 3
+
+
+def _codec(cube: Path) -> dict[str, object]:
+    doc = json.loads((cube / "amplitude" / "zarr.json").read_text())
+    (blosc,) = [c["configuration"] for c in doc["codecs"] if c["name"] == "blosc"]
+    return {k: blosc[k] for k in ("cname", "clevel", "shuffle")}
+
+
+def test_update_keeps_the_codec_the_cube_was_built_with(tmp_path, dask_scheduler):
+    # A cube from a version whose default codec was zstd: its stored config names no codec.
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
+    make_stack(tmp_path / "a", n=3, shape=(32, 32), start=START, days=6, seed=5)
+    ingest([str(tmp_path / "a")], cat)
+    zstd = {"cname": "zstd", "clevel": 3, "shuffle": "bitshuffle"}
+    build_cube(cat, {"compression": zstd}, str(cube), scheduler=dask_scheduler, register=False)
+    root = json.loads((cube / "zarr.json").read_text())
+    for doc in (root["attributes"], root["consolidated_metadata"]["metadata"]["time"]):
+        doc.get("icecube_cloud_config", {}).pop("compression", None)
+    (cube / "zarr.json").write_text(json.dumps(root))
+    assert "compression" not in xr.open_zarr(cube).attrs["icecube_cloud_config"]
+
+    make_stack(tmp_path / "b", n=1, shape=(32, 32), start=START + timedelta(days=9), days=1, seed=6)
+    ingest([str(tmp_path / "b")], cat)
+    result = update_cube(str(cube), scheduler=dask_scheduler)
+    assert result.rewritten == (3,)
+    assert _codec(cube) == zstd  # not today's default
+    assert xr.open_zarr(cube).sizes["time"] == 4

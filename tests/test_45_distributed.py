@@ -90,3 +90,31 @@ def test_unreachable_scheduler_is_a_clear_error(catalog):
     assert r.returncode == 1
     assert "tcp://127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp / "cube.zarr").exists()
+
+
+# A lambda: cloudpickle ships it by value (the worker processes cannot import this test module).
+_malloc_env = lambda: {  # noqa: E731
+    k: __import__("os").environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+}
+
+
+def test_local_cluster_workers_get_the_build_malloc_settings():
+    # Band tasks run 3x slower in workers with dask's default MALLOC_TRIM_THRESHOLD_ (cluster.py).
+    from icecube_cloud.cluster import WORKER_MALLOC_ENV, connect
+
+    with connect(workers=1) as client:
+        (env,) = client.run(_malloc_env).values()
+    assert env == WORKER_MALLOC_ENV
+
+
+def test_dask_worker_processes_with_the_infra_config_get_the_same_settings(dask_processes):
+    import yaml
+
+    from icecube_cloud.cluster import WORKER_MALLOC_ENV
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "infra/dask/workers.yaml").read_text())
+    environ = config["distributed"]["nanny"]["pre-spawn-environ"]
+    assert {k: str(v) for k, v in environ.items()} == WORKER_MALLOC_ENV
+    with Client(dask_processes) as client:
+        envs = list(client.run(_malloc_env).values())
+    assert envs == [WORKER_MALLOC_ENV] * 2

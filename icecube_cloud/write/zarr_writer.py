@@ -26,6 +26,7 @@ import xarray as xr
 import zarr
 import zarr.codecs
 
+from icecube_cloud.config import Compression
 from icecube_cloud.errors import BuildError, ProductError, portable_errors
 from icecube_cloud.labels.cube import flag_attrs, label_mask
 from icecube_cloud.plan import CubePlan, SourceRef
@@ -192,6 +193,19 @@ def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
     for name in ("time", "acquisition_start", "acquisition_end"):
         enc[name] = {"units": "microseconds since 1970-01-01", "dtype": "int64"}
     return enc
+
+
+def stored_compression(root: Mapping[str, Any]) -> Compression | None:
+    """The Blosc codec of a cube's pixel variable, from its root document's consolidated metadata."""
+    arrays = root.get("consolidated_metadata", {}).get("metadata", {})
+    for name in _VARIABLE_ATTRS:
+        for codec in arrays.get(name, {}).get("codecs", []):
+            if codec.get("name") == "blosc":
+                conf = codec.get("configuration", {})
+                return Compression(
+                    cname=conf["cname"], clevel=int(conf["clevel"]), shuffle=conf["shuffle"]
+                )
+    return None
 
 
 def write_skeleton(ds: xr.Dataset, plan: CubePlan, target: StorageTarget) -> bytes:
