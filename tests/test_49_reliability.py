@@ -127,10 +127,14 @@ def test_sigkilled_worker_gives_identical_bytes(stack, dask_processes):
     assert _tree(out) == _tree(stack / "clean.zarr")
 
 
-def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(stack):
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(stack, dask_scheduler):
+    # Small chunks (4x the tasks of CFG) so that the build is still running when SIGINT arrives.
+    small = {"chunks": {"azimuth": 16, "range": 16}}
+    build_cube(str(stack / "cat"), small, str(stack / "clean16.zarr"), scheduler=dask_scheduler,
+               register=False)  # fmt: skip
     out = stack / "cube.zarr"
     cfg = stack / "cfg.json"
-    cfg.write_text(json.dumps(CFG))
+    cfg.write_text(json.dumps(small))
     cmd = [EXE, "build", "--stac-url", str(stack / "cat"), "--config", str(cfg), "--out", str(out),
            "--workers", "1", "--no-register"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -143,7 +147,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(stack):
         xr.open_zarr(out)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert _tree(out) == _tree(stack / "clean.zarr")
+    assert _tree(out) == _tree(stack / "clean16.zarr")
 
 
 def test_a_polling_reader_never_sees_an_incomplete_cube(stack, dask_scheduler):

@@ -33,6 +33,7 @@ from icecube_cloud.plan import CubePlan, SourceRef
 from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.read.protocol import Window
 from icecube_cloud.storage import StorageTarget, is_remote
+from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +280,9 @@ def write_band(
 ) -> int:
     """Read the band covering ``windows`` once and write it as their chunks (runs on a worker).
 
-    ``windows`` are adjacent chunk windows of one chunk row (see :func:`chunk_bands`). Zarr writes the
-    chunks concurrently; then each chunk's progress marker is written. The source reader and the
+    ``windows`` are adjacent chunk windows of one chunk row (see :func:`chunk_bands`). Their chunks are
+    encoded and stored directly (:mod:`icecube_cloud.write.chunks`, the same bytes zarr writes);
+    then each chunk's progress marker is written. The source reader and the
     array are reused across tasks of the worker (:mod:`icecube_cloud.read.cache`). Deterministic: the
     bytes written depend only on the arguments and the source file.
 
@@ -310,7 +312,15 @@ def write_band(
         raise ProductError(
             source.href, f"sample type {data.dtype} differs from the cube's {array.dtype}"
         )
-    array[(t, *band.slices)] = data
+    ch = array.chunks[1:]
+    blocks = [
+        (
+            (t, w.az0 // ch[0], w.rg0 // ch[1]),
+            data[w.az0 - band.az0 : w.az1 - band.az0, w.rg0 - band.rg0 : w.rg1 - band.rg0],
+        )
+        for w in windows
+    ]
+    write_blocks(array, ChunkEncoder.for_array(array), blocks)
     # The progress record: written only after the chunks themselves, so "recorded" implies "written".
     fs = target.fs
     markers = {f"{target.path}/{done_key(t, w)}": b"" for w in windows}
