@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-import zarr
-import zarr.storage
 
 from icecube_cloud.build import (
     gather_futures,
@@ -47,13 +45,14 @@ from icecube_cloud.write.lease import acquire as acquire_lease
 from icecube_cloud.write.zarr_writer import (
     ROOT_DOC,
     STATUS_ATTR,
-    _encoding,
     commit,
     done_chunks,
     done_key,
     load_pending,
+    put_documents,
     save_pending,
     skeleton,
+    skeleton_documents,
     stored_compression,
     write_chunk,
     write_label_slice,
@@ -195,17 +194,8 @@ def _update(
         for t, s in enumerate(plan.slices)
     ]  # fmt: skip
     # 2. The new documents and coordinates, exactly as a fresh build writes them (in memory first).
-    docs: dict[str, Any] = {}  # key -> zarr Buffer, filled through the MemoryStore
-    ds = skeleton(plan, metadata_json, label_vectors_of(plan, so))
-    ds.to_zarr(
-        zarr.storage.MemoryStore(docs),
-        mode="w",
-        compute=False,
-        consolidated=False,
-        zarr_format=3,
-        encoding=_encoding(plan),
-    )
-    new_root = docs.pop(ROOT_DOC).to_bytes()
+    docs = skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)), plan)
+    new_root = docs.pop(ROOT_DOC)
     created = root["attributes"].get("created", datetime.now(UTC).isoformat())
     if not resuming:
         save_pending(target, new_root, fingerprint, created)
@@ -213,9 +203,7 @@ def _update(
         target.fs.pipe_file(f"{target.path}/{ROOT_DOC}", json.dumps(marked, indent=2).encode())
     # 3. Array documents with the new shapes, then the changed slices' chunks.
     pixel_vars = [var] + (["labels"] if plan.labels is not None else [])
-    for name in pixel_vars:
-        doc = f"{name}/zarr.json"
-        target.fs.pipe_file(f"{target.path}/{doc}", docs[doc].to_bytes())
+    put_documents(target, {f"{name}/zarr.json": docs[f"{name}/zarr.json"] for name in pixel_vars})
     done = done_chunks(target) if resuming else set()
     todo = [
         (t, w)
@@ -252,9 +240,7 @@ def _update(
                 )
     written = gather_futures(client, futures, "write", progress)
     # 4. Coordinates and the other documents, then the commit.
-    for key, buf in docs.items():
-        if key.split("/", 1)[0] not in pixel_vars:
-            target.fs.pipe_file(f"{target.path}/{key}", buf.to_bytes())
+    put_documents(target, {k: v for k, v in docs.items() if k.split("/", 1)[0] not in pixel_vars})
     commit(target, new_root, {"created": created, "updated": datetime.now(UTC).isoformat()})
     return UpdateResult(
         url=target.url,

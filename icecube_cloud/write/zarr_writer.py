@@ -209,30 +209,48 @@ def stored_compression(root: Mapping[str, Any]) -> Compression | None:
     return None
 
 
-def write_skeleton(ds: xr.Dataset, plan: CubePlan, target: StorageTarget) -> bytes:
-    """Write array metadata and coordinates; return (and remove) the root group document.
+def skeleton_documents(ds: xr.Dataset, plan: CubePlan) -> dict[str, bytes]:
+    """Every object of the cube but the pixel chunks, rendered in memory.
 
-    The root ``zarr.json`` is held back until :func:`commit` so that readers see no cube meanwhile.
+    That is: the array documents, the coordinate chunks, and the root document with the consolidated
+    metadata of every array (one batch of writes instead of one request per object and a listing).
     """
-    fs, root = target.fs, f"{target.path}/{ROOT_DOC}"
-    # The output already holds our lease (``_icecube/``): create the root group explicitly, then add to it.
-    fs.makedirs(target.path, exist_ok=True)  # local folders; no-op on object stores
-    fs.pipe_file(
-        root, json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
-    )
+    memory: dict[str, Any] = {}  # key -> zarr Buffer
+    store = zarr.storage.MemoryStore(memory)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr")
+        # zarr warns that consolidated metadata is not (yet) part of the v3 spec; xarray relies on it.
+        warnings.simplefilter("ignore", category=UserWarning)
         ds.to_zarr(
-            target.zarr_store(),
-            mode="a",
+            store,
+            mode="w",
             compute=False,
             consolidated=False,
             zarr_format=3,
             encoding=_encoding(plan),
         )
-    doc: bytes = fs.cat_file(root)
-    fs.rm_file(root)
-    return doc
+        zarr.consolidate_metadata(store)
+    return {key: buf.to_bytes() for key, buf in memory.items()}
+
+
+def put_documents(target: StorageTarget, docs: Mapping[str, bytes]) -> None:
+    """Write ``docs`` (keys relative to the cube) to ``target`` concurrently where the store allows."""
+    fs = target.fs
+    paths = {f"{target.path}/{key}": value for key, value in docs.items()}
+    if not is_remote(target.url):
+        for parent in sorted({posixpath.dirname(p) for p in paths}):
+            fs.makedirs(parent, exist_ok=True)
+    fs.pipe(paths)  # s3fs: one batch of concurrent PUTs
+
+
+def write_skeleton(ds: xr.Dataset, plan: CubePlan, target: StorageTarget) -> bytes:
+    """Write array documents and coordinates; return the root document, held back until :func:`commit`.
+
+    Readers see no cube meanwhile: without the root ``zarr.json`` there is no group to open.
+    """
+    docs = skeleton_documents(ds, plan)
+    root = docs.pop(ROOT_DOC)
+    put_documents(target, docs)
+    return root
 
 
 BAND_BYTES = 16 * 2**20
@@ -391,15 +409,14 @@ def is_published(target: StorageTarget) -> bool:
 
 
 def commit(target: StorageTarget, root_doc: bytes, attrs: Mapping[str, Any]) -> None:
-    """Publish the cube: restore the root document marked complete, consolidate, drop the bookkeeping."""
+    """Publish the cube: write the held-back root document marked complete, drop the bookkeeping.
+
+    The root document already holds the consolidated metadata (:func:`skeleton_documents`).
+    """
     doc = json.loads(root_doc)
     doc.setdefault("attributes", {}).update(dict(attrs))
     doc["attributes"][STATUS_ATTR] = "complete"
     target.fs.pipe_file(f"{target.path}/{ROOT_DOC}", json.dumps(doc, indent=2).encode())
-    with warnings.catch_warnings():
-        # zarr warns that consolidated metadata is not (yet) part of the v3 spec; xarray relies on it.
-        warnings.simplefilter("ignore", category=UserWarning)
-        zarr.consolidate_metadata(target.zarr_store())
     fs = target.fs
     for key in (f"{PROGRESS_DIR}/done", PENDING_KEY):
         if fs.exists(f"{target.path}/{key}"):
