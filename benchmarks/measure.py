@@ -19,7 +19,6 @@ import distributed
 import s3fs
 import xarray as xr
 
-from icecube_cloud.gdal_io import open_raster
 from icecube_cloud.storage import StorageOptions, StorageTarget
 
 MiB = 2**20
@@ -82,26 +81,29 @@ def track_rss(client: distributed.Client) -> Iterator[PeakRss]:
 
 
 def read_and_write(
-    href: str, out: str, storage_options: StorageOptions | None
+    href: str, out: str, nbytes: int, storage_options: StorageOptions | None
 ) -> tuple[float, float, int]:
-    """Read one source file fully (all bands) and write its pixel bytes as one object at ``out``.
+    """Read one source file fully and write ``nbytes`` (its image's pixel bytes) as one object at ``out``.
 
-    Runs on a worker. The read goes through the same opener as the build's readers (rasterio; GDAL
-    ``/vsis3/`` for S3); the write through the same fsspec filesystem as the cube's store.
+    Runs on a worker. The read is the raw I/O: the whole file in one request (one ``read`` locally,
+    one GET on S3) through the same fsspec filesystem the build uses, with no decoding; the write goes
+    through the same filesystem as the cube's store. ``nbytes`` of what was read are written (padded
+    with zeros if the file is smaller, e.g. compressed).
 
     Returns:
-        (read seconds, write seconds, bytes).
+        (read seconds, write seconds, bytes written).
     """
     t0 = time.perf_counter()
-    with open_raster(href, storage_options) as ds:
-        data = ds.read()
+    src = StorageTarget.from_url(href, storage_options)
+    raw = src.fs.cat_file(src.path)
     t1 = time.perf_counter()
+    body = raw[:nbytes] if len(raw) >= nbytes else raw + bytes(nbytes - len(raw))
     target = StorageTarget.from_url(out, storage_options)
     fs = target.fs
     fs.makedirs(fs._parent(target.path), exist_ok=True)  # no-op on object stores
-    fs.pipe_file(target.path, data.tobytes())
+    fs.pipe_file(target.path, body)
     t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, int(data.nbytes)
+    return t1 - t0, t2 - t1, len(body)
 
 
 @dataclass(frozen=True)
@@ -121,14 +123,16 @@ def ceiling(
     client: distributed.Client,
     files: Sequence[str],
     out: str,
+    nbytes: int,
     storage_options: StorageOptions | None,
 ) -> Timed:
-    """The I/O ceiling: one task per source on the same cluster, read fully + write as many bytes."""
+    """The I/O ceiling: one task per source on the same cluster, read fully + write ``nbytes`` each."""
     t0 = time.perf_counter()
     futures = client.map(
         read_and_write,
         list(files),
         [f"{out}/{i}.bin" for i in range(len(files))],
+        nbytes=nbytes,
         storage_options=storage_options,
         pure=False,
     )

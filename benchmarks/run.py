@@ -3,8 +3,8 @@
 For each kind (GRD uint16, SLC complex64), size and store (local folder, S3 on moto), one run measures on
 LocalClusters of the same size (a fresh one per case by default), in this order:
 
-* **ceiling**: one task per source file reads it fully with rasterio (same opener as the build) and
-  writes the same number of bytes, uncompressed, as one object to the same store;
+* **ceiling**: one task per source file reads it fully as raw bytes (one request: the I/O alone, no
+  decoding) and writes its image's pixel bytes, uncompressed, as one object to the same store;
 * **ours**: ``build_cube`` (search, plan, source check, skeleton, chunk tasks, commit; no registration),
   then the first ``xr.open_zarr`` and first chunk read, and the bytes stored;
 * **gaps**: ``build_cube`` with ``temporal_resolution=1`` (2 n gap slices): bytes under gap chunk keys;
@@ -121,7 +121,10 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
     )  # fmt: skip
 
     log.info("%s %s %s: ceiling", stack.kind, size, env.store)
-    ceil, rss = _case(env, lambda c: measure.ceiling(c, stack.files, f"{root}/ceiling", so))
+    per_image = stack.nbytes // stack.size.n
+    ceil, rss = _case(
+        env, lambda c: measure.ceiling(c, stack.files, f"{root}/ceiling", per_image, so)
+    )
     measure.remove(f"{root}/ceiling", so)
     row.update(
         ceiling_s=round(ceil.seconds, 3), ceiling_mibs=round(ceil.mib_per_s, 1),

@@ -25,6 +25,7 @@ import tifffile
 from icecube_cloud.errors import ProductError, portable_errors
 from icecube_cloud.plan import SourceRef
 from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.read.contiguous import contiguous_offset
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,9 @@ def _tiff_refs(url: str, fh: Any, target_rows: int) -> ArrayRefs:
         shape = (int(page.imagelength), int(page.imagewidth))
         offsets, counts = page.dataoffsets, page.databytecounts
         itemsize = np.dtype(dtype).itemsize
-        contiguous = (
-            all(offsets[k + 1] == offsets[k] + counts[k] for k in range(len(offsets) - 1))
-            and sum(counts) == shape[0] * shape[1] * itemsize
-        )
-        if comp == 1 and not page.is_tiled and contiguous:
-            chunks, blocks = _row_blocks(url, int(offsets[0]), shape, itemsize, target_rows)
+        start = contiguous_offset(page, itemsize)
+        if start is not None:
+            chunks, blocks = _row_blocks(url, start, shape, itemsize, target_rows)
             return ArrayRefs(shape, chunks, dtype, None, (), blocks)
         if page.is_tiled:
             chunks = (int(page.tilelength), int(page.tilewidth))

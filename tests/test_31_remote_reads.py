@@ -1,0 +1,99 @@
+"""One range request per window for contiguous TIFFs in object storage (``read/contiguous.py``).
+
+The reference is GDAL (``RasterioReader`` over ``/vsis3/``) on the same object: every window, in both
+orientations and both byte orders, must come back identical; other layouts must fall back to GDAL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pytest
+import rasterio
+import tifffile
+
+from icecube_cloud.errors import ProductError
+from icecube_cloud.plan import SourceRef
+from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.read import ContiguousTiffReader, RasterioReader, Window, open_reader
+
+SHAPE = (300, 200)
+WINDOWS = [Window(0, 300, 0, 200), Window(0, 64, 0, 64), Window(256, 300, 128, 200),
+           Window(17, 99, 3, 150), Window(299, 300, 199, 200)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pixels() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 60000, size=SHAPE, dtype="uint16")
+
+
+def _upload(moto: Any, local: Path, name: str) -> tuple[str, dict[str, Any]]:
+    bucket = moto.make_bucket("reads")
+    so = dict(moto.storage_options)
+    fsspec.filesystem("s3", **so).put(str(local), f"{bucket.removeprefix('s3://')}/{name}")
+    return f"{bucket}/{name}", so
+
+
+def _stripped_gdal(path: Path, data: np.ndarray) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
+                       count=1, dtype=data.dtype, tiled=False) as ds:  # fmt: skip
+        ds.write(data, 1)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize("orientation", ["native", "shadows-down"])
+@pytest.mark.parametrize("writer", ["gdal", "tifffile-big-endian"])
+def test_same_pixels_as_gdal(tmp_path, moto_s3, pixels, orientation, writer):
+    local = tmp_path / "img.tif"
+    if writer == "gdal":
+        _stripped_gdal(local, pixels)
+    else:
+        tifffile.imwrite(local, pixels, byteorder=">", rowsperstrip=7)
+    href, so = _upload(moto_s3, local, f"{writer}.tif")
+    ours = ContiguousTiffReader.open(href, orientation=orientation, storage_options=so)
+    assert ours is not None
+    gdal = RasterioReader(href, orientation=orientation, storage_options=so)
+    physical = SHAPE[::-1] if orientation == "shadows-down" else SHAPE
+    for w in WINDOWS:
+        w = Window(w.az0 * physical[0] // 300, max(1, w.az1 * physical[0] // 300),
+                   w.rg0 * physical[1] // 200, max(1, w.rg1 * physical[1] // 200))  # fmt: skip
+        got = ours.read(w)
+        assert got.dtype == np.dtype("uint16") and got.dtype.isnative
+        np.testing.assert_array_equal(got, gdal.read(w))
+    gdal.close()
+    with pytest.raises(ProductError, match=r"img|outside|\.tif"):
+        ours.read(Window(0, physical[0] + 1, 0, 1))
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_tiled_or_compressed_files_are_read_by_gdal(tmp_path, moto_s3, pixels):
+    tiled = tmp_path / "tiled.tif"
+    with rasterio.open(tiled, "w", driver="GTiff", width=200, height=300, count=1,
+                       dtype="uint16", tiled=True, blockxsize=64, blockysize=64) as ds:  # fmt: skip
+        ds.write(pixels, 1)
+    deflated = tmp_path / "deflate.tif"
+    tifffile.imwrite(deflated, pixels, compression="zlib", rowsperstrip=16)
+    for local in (tiled, deflated):
+        href, so = _upload(moto_s3, local, local.name)
+        assert ContiguousTiffReader.open(href, storage_options=so) is None
+        source = SourceRef(item_id="x", href=href, format=ProductFormat.LEGACY_GRD,
+                           orientation="native", shape=SHAPE)  # fmt: skip
+        reader = open_reader(source, storage_options=so)
+        assert isinstance(reader, RasterioReader)
+        np.testing.assert_array_equal(reader.read(Window(0, 300, 0, 200)), pixels)
+        reader.close()
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_open_reader_picks_it_for_remote_contiguous_grd(tmp_path, moto_s3, pixels):
+    href, so = _upload(moto_s3, _stripped_gdal(tmp_path / "g.tif", pixels), "g.tif")
+    source = SourceRef(item_id="x", href=href, format=ProductFormat.LEGACY_GRD,
+                       orientation="native", shape=SHAPE)  # fmt: skip
+    assert isinstance(open_reader(source, storage_options=so), ContiguousTiffReader)
+    local = SourceRef(item_id="x", href=str(tmp_path / "g.tif"), format=ProductFormat.LEGACY_GRD,
+                      orientation="native", shape=SHAPE)  # fmt: skip
+    assert isinstance(open_reader(local), RasterioReader)  # local: GDAL is at memory speed
