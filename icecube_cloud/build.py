@@ -308,12 +308,12 @@ def _execute(
         root_doc, created = json.dumps(pending["root"]).encode(), str(pending["created"])
     done = done_chunks(target)
     bands = plan_bands(plan)
-    todo = [  # one task per band (a chunk row, capped in bytes) that lacks any chunk's record
+    todo = [  # one task per band (a chunk row, capped in bytes) without its progress record
         (t, band, s.source)
         for t, s in enumerate(plan.slices)
         if s.source is not None
         for band in bands
-        if any(done_key(t, w) not in done for w in band)
+        if done_key(t, band) not in done
     ]
     futures = [
         client.submit(write_band, target, plan.variable, t, band, src, so, fingerprint, pure=False)

@@ -25,6 +25,9 @@ from icecube_cloud.storage import StorageOptions
 READ_BLOCK = 4 * 2**20
 """fsspec read-ahead for rasters on non-S3 stores: a few COG tiles, never the whole file."""
 
+HEADER_BYTES = 256 * 2**10
+"""Bytes fetched at once when a remote TIFF's header is read (GDAL and tifffile alike)."""
+
 GDAL_S3_OPTIONS: dict[str, str] = {
     # Never list the "directory" of a file on open (one LIST per open otherwise).
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -33,6 +36,11 @@ GDAL_S3_OPTIONS: dict[str, str] = {
     # Transient S3 errors (503 SlowDown, resets) are retried, not reported as corrupt files.
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
+    # Fewer, larger requests for headers: GDAL reads a TIFF's tags and strip/tile index in 16 KB
+    # pieces by default (3-5 GETs for an ICEYE GeoTIFF whose IFD sits at the end of the file; over S3
+    # each costs a round trip). Pixel reads are unaffected: GDAL fetches a window's bytes in one go.
+    "GDAL_INGESTED_BYTES_AT_OPEN": str(HEADER_BYTES),
+    "CPL_VSIL_CURL_CHUNK_SIZE": str(HEADER_BYTES),
 }
 """GDAL configuration for reads from S3, with the reason beside each knob."""
 

@@ -210,7 +210,7 @@ def _update(
         for t in changed
         if plan.slices[t].source is not None
         for w in plan.windows()
-        if done_key(t, w) not in done
+        if done_key(t, (w,)) not in done
     ]
     for t in changed:  # stale chunks of slices that are gaps now: a gap stores nothing
         if plan.slices[t].source is None:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import tifffile
 
 from icecube_cloud.errors import ProductError
+from icecube_cloud.gdal_io import HEADER_BYTES
 from icecube_cloud.products._common import filesystem
 from icecube_cloud.products.model import Orientation
 from icecube_cloud.read.protocol import Window
@@ -107,7 +108,7 @@ class ContiguousTiffReader:
         """
         fs, path = filesystem(href, storage_options)
         try:
-            with fs.open(path, "rb", block_size=2**16, cache_type="readahead") as fh:
+            with fs.open(path, "rb", block_size=HEADER_BYTES, cache_type="readahead") as fh:
                 layout = tiff_contiguous_layout(fh)
         except (OSError, ValueError, tifffile.TiffFileError) as err:
             raise ProductError(href, f"cannot open the TIFF: {err}") from err

@@ -300,7 +300,7 @@ def write_band(
 
     ``windows`` are adjacent chunk windows of one chunk row (see :func:`chunk_bands`). Their chunks are
     encoded and stored directly (:mod:`icecube_cloud.write.chunks`, the same bytes zarr writes);
-    then each chunk's progress marker is written. The source reader and the
+    then the band's progress marker is written. The source reader and the
     array are reused across tasks of the worker (:mod:`icecube_cloud.read.cache`). Deterministic: the
     bytes written depend only on the arguments and the source file.
 
@@ -339,12 +339,12 @@ def write_band(
         for w in windows
     ]
     write_blocks(array, ChunkEncoder.for_array(array), blocks)
-    # The progress record: written only after the chunks themselves, so "recorded" implies "written".
+    # The progress record: written only after the chunks themselves, so "recorded" implies "written"
+    # (one marker per band: one small PUT per task, not one per chunk).
     fs = target.fs
-    markers = {f"{target.path}/{done_key(t, w)}": b"" for w in windows}
     if not is_remote(target.url):
         fs.makedirs(f"{target.path}/{PROGRESS_DIR}/done", exist_ok=True)
-    fs.pipe(markers)
+    fs.pipe_file(f"{target.path}/{done_key(t, windows)}", b"")
     return int(data.nbytes)
 
 
@@ -372,9 +372,13 @@ PROGRESS_DIR = "_icecube"
 PENDING_KEY = f"{PROGRESS_DIR}/pending.json"
 
 
-def done_key(t: int, window: Window) -> str:
-    """Key of the marker recording that chunk (t, window) is written."""
-    return f"{PROGRESS_DIR}/done/{t}.{window.az0}.{window.rg0}"
+def done_key(t: int, windows: Sequence[Window]) -> str:
+    """Key of the marker recording that the chunks of ``windows`` at time ``t`` are written.
+
+    One marker per task (a band, or one chunk for updates), named by its first chunk and range extent.
+    """
+    first, last = windows[0], windows[-1]
+    return f"{PROGRESS_DIR}/done/{t}.{first.az0}.{first.rg0}.{last.rg1}"
 
 
 def done_chunks(target: StorageTarget) -> set[str]:
