@@ -60,7 +60,7 @@ unit: $(STAMP)-test system-packages
 test: lint typecheck unit
 
 bench: $(STAMP)-test
-	$(BIN)/python -m benchmarks.run --size small --size large --memory --json bench.json
+	$(BIN)/python -m benchmarks.run --size small --size large --repeat 3 --memory --json bench.json
 
 catalog-up: $(STAMP)-test system-packages
 	$(BIN)/python -m icecube_cloud.testing.stac_api up --dir $(STAC_API_DIR) --port $(STAC_API_PORT)

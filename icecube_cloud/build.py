@@ -224,7 +224,7 @@ def gather_futures(
     except BaseException:
         client.cancel(futures)
         raise
-    return [f.result() for f in futures]
+    return list(client.gather(futures))  # one round trip for all results
 
 
 def plan_fingerprint(plan: CubePlan) -> str:

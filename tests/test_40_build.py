@@ -343,6 +343,14 @@ def test_bands_are_chunk_rows_capped_in_bytes():
     assert [len(b) for b in capped] == [2, 2, 2, 2, 2, 2]
     assert [w for b in capped for w in b] == windows  # every chunk once, in order
     assert [len(b) for b in chunk_bands(windows, 100, 10)] == [1] * 12
+    # Object-store sources: whole chunk rows merge while the band stays under the cap.
+    merged = chunk_bands(windows, chunk_nbytes=100, max_bytes=1000, merge_rows=True)
+    assert [len(b) for b in merged] == [8, 4]
+    assert [w for b in merged for w in b] == windows
+    assert (
+        chunk_bands(windows, 100, 250, merge_rows=True) == capped
+    )  # rows too wide: split as before
+    assert [len(b) for b in chunk_bands(windows, 100, 10**6, merge_rows=True)] == [12]
 
 
 def test_cached_reader_never_serves_a_changed_file(tmp_path):
