@@ -331,17 +331,18 @@ def write_band(
 ) -> int:
     """Read the band covering ``windows`` once and write it as their chunks (runs on a worker).
 
-    ``windows`` are adjacent chunk windows of one chunk row (see :func:`chunk_bands`). Their chunks are
-    encoded and stored directly (:mod:`icecube_cloud.write.chunks`, the same bytes zarr writes);
-    then the band's progress marker is written. The source reader and the
-    array are reused across tasks of the worker (:mod:`icecube_cloud.read.cache`). Deterministic: the
-    bytes written depend only on the arguments and the source file.
+    ``windows`` are the chunk windows of one band: a run of one chunk row, or whole chunk rows (see
+    :func:`chunk_bands`); together they cover a rectangle. Their chunks are encoded and stored directly
+    (:mod:`icecube_cloud.write.chunks`, the same bytes zarr writes); then the band's progress marker is
+    written. The source reader and the array are reused across tasks of the worker
+    (:mod:`icecube_cloud.read.cache`). Deterministic: the bytes written depend only on the arguments
+    and the source file.
 
     Args:
         target: The cube.
         variable: The pixel array.
         t: Time index.
-        windows: Adjacent chunk windows of one chunk row.
+        windows: The chunk windows of one band, row-major.
         source: The image of time ``t``.
         storage_options: fsspec options of the source (the target carries its own).
         array_token: Names the array's metadata (the plan fingerprint) so that the opened array may be
