@@ -198,7 +198,7 @@ def read_source_info(source: SourceRef, storage_options: Mapping[str, Any] | Non
     Raises:
         ProductError: The file cannot be read, or its shape differs from its catalog entry.
     """
-    meta = read_product(source.href, storage_options=storage_options)
+    meta = read_product(source.href, storage_options=storage_options, expected=source.format)
     if meta.shape != source.shape:
         raise ProductError(
             source.href,

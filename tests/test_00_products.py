@@ -244,3 +244,12 @@ def test_find_products_skips_sidecar_when_tif_present(tmp_path: Path, small: Syn
     only_json.mkdir()
     shutil.copy(sidecar, only_json / sidecar.name)
     assert find_products(only_json) == [str(only_json / sidecar.name)]
+
+
+@needs_samples
+def test_expected_format_is_a_shortcut_not_a_different_answer() -> None:
+    # The build's source check passes the catalog's format: a legacy GRD is read without sniffing
+    # or sidecar lookups, and the metadata is the same; a file of another format is still detected.
+    assert read_product(GRD0, expected=ProductFormat.LEGACY_GRD) == read_product(GRD0)
+    assert read_product(SLC0, expected=ProductFormat.LEGACY_GRD) == read_product(SLC0)
+    assert read_product(OPEN_GRD, expected=ProductFormat.LEGACY_GRD).format is ProductFormat.GRD_COG
