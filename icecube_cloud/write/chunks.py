@@ -7,7 +7,7 @@ encode + store done directly takes 18 ms (measured in one process, ``benchmarks`
 the build's throughput on a few cores). Band tasks write only *whole* chunks of arrays this project
 created with one codec chain (``bytes`` little-endian → ``blosc``), so this module does exactly that:
 
-* the Blosc codec is built from the array's own stored metadata (cname, clevel, shuffle, blocksize,
+* the Blosc codec is built from the array's own codec objects (cname, clevel, shuffle, blocksize,
   typesize), and encodes the chunk's little-endian bytes as zarr's ``BloscCodec`` does: the stored
   bytes are identical to what zarr writes (tested);
 * edge chunks are padded with the fill value to the full chunk shape (the Zarr v3 rule);
@@ -22,7 +22,6 @@ Arrays with any other codec chain are written by ``zarr`` itself (:func:`write_b
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,8 @@ import numcodecs
 import numpy as np
 import numpy.typing as npt
 import zarr
+from zarr.codecs import BloscCodec, BytesCodec
+from zarr.codecs.bytes import Endian
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
@@ -53,22 +54,20 @@ class ChunkEncoder:
     @classmethod
     def for_array(cls, array: zarr.Array[Any]) -> ChunkEncoder | None:
         """An encoder for ``array``, or ``None`` when its codec chain is not ``bytes`` → ``blosc``."""
-        meta: dict[str, Any] = json.loads(json.dumps(array.metadata.to_dict(), default=str))
-        codecs: list[dict[str, Any]] = meta.get("codecs", [])
-        names = [c.get("name") for c in codecs]
-        if meta.get("zarr_format") != 3 or names != ["bytes", "blosc"]:
+        codecs: tuple[Any, ...] = tuple(getattr(array.metadata, "codecs", ()))  # zarr v3 only
+        if len(codecs) != 2:
             return None
-        if codecs[0].get("configuration", {}).get("endian", "little") != "little":
+        raw, blosc = codecs
+        if not isinstance(raw, BytesCodec) or not isinstance(blosc, BloscCodec):
             return None
-        conf = codecs[1]["configuration"]
-        codec = numcodecs.Blosc.from_config(
-            {
-                "cname": conf["cname"],
-                "clevel": int(conf["clevel"]),
-                "shuffle": _SHUFFLE[conf["shuffle"]],
-                "blocksize": int(conf.get("blocksize", 0)),
-                "typesize": int(conf["typesize"]),
-            }
+        if raw.endian not in (None, Endian.little) or blosc.typesize is None:
+            return None
+        codec = numcodecs.Blosc(
+            cname=blosc.cname.value,
+            clevel=blosc.clevel,
+            shuffle=_SHUFFLE[blosc.shuffle.value],
+            blocksize=blosc.blocksize,
+            typesize=blosc.typesize,
         )
         return cls(
             codec=codec,
