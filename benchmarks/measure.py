@@ -83,12 +83,14 @@ def track_rss(client: distributed.Client) -> Iterator[PeakRss]:
 def read_and_write(
     href: str, out: str, nbytes: int, storage_options: StorageOptions | None
 ) -> tuple[float, float, int]:
-    """Read one source file fully and write ``nbytes`` (its image's pixel bytes) as one object at ``out``.
+    """Read one source file fully and write at least ``nbytes`` (its image's pixel bytes) as one object.
 
     Runs on a worker. The read is the raw I/O: the whole file in one request (one ``read`` locally,
     one GET on S3) through the same fsspec filesystem the build uses, with no decoding; the write goes
-    through the same filesystem as the cube's store. ``nbytes`` of what was read are written (padded
-    with zeros if the file is smaller, e.g. compressed).
+    through the same filesystem as the cube's store. The bytes read are written as they are: the
+    file's header makes that a little more than ``nbytes`` (<0.1 % for the GRD stacks), which only
+    slows the ceiling down; cutting them off would copy the file (80 ms per 128 MiB, measured). A file
+    smaller than ``nbytes`` (compressed) is padded with zeros.
 
     Returns:
         (read seconds, write seconds, bytes written).
@@ -97,7 +99,7 @@ def read_and_write(
     src = StorageTarget.from_url(href, storage_options)
     raw = src.fs.cat_file(src.path)
     t1 = time.perf_counter()
-    body = raw[:nbytes] if len(raw) >= nbytes else raw + bytes(nbytes - len(raw))
+    body = raw if len(raw) >= nbytes else raw + bytes(nbytes - len(raw))
     target = StorageTarget.from_url(out, storage_options)
     fs = target.fs
     fs.makedirs(fs._parent(target.path), exist_ok=True)  # no-op on object stores
@@ -126,7 +128,10 @@ def ceiling(
     nbytes: int,
     storage_options: StorageOptions | None,
 ) -> Timed:
-    """The I/O ceiling: one task per source on the same cluster, read fully + write ``nbytes`` each."""
+    """The I/O ceiling: one task per source on the same cluster, read fully + write ``nbytes`` each.
+
+    Throughput counts pixel bytes (``nbytes`` per file); the bytes actually written are in the detail.
+    """
     t0 = time.perf_counter()
     futures = client.map(
         read_and_write,
@@ -140,10 +145,11 @@ def ceiling(
     seconds = time.perf_counter() - t0
     return Timed(
         seconds,
-        sum(r[2] for r in results),
+        nbytes * len(files),  # MiB/s of pixels, as for ours and naive
         {
             "task_read_s": round(sum(r[0] for r in results), 3),
             "task_write_s": round(sum(r[1] for r in results), 3),
+            "bytes_written": sum(r[2] for r in results),
         },
     )
 
