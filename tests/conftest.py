@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -12,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
-from icecube_cloud.cluster import worker_environment
+from icecube_cloud.cluster import local_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -33,18 +32,12 @@ def samples() -> Path:
 
 @pytest.fixture(scope="session")
 def dask_scheduler() -> Iterator[str]:
-    """Address of a real dask cluster (two worker processes) shared by the build tests."""
-    with (
-        worker_environment(),
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-    ):
-        yield str(cluster.scheduler_address)
+    """Address of a real dask cluster (two worker processes) shared by the build tests.
+
+    The build's own LocalCluster (``icecube_cloud.cluster.local_cluster``), as ``connect`` starts it.
+    """
+    with local_cluster(2) as client:
+        yield str(client.scheduler_info()["address"])
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,11 @@ same worker process, so both are kept:
 * **Readers** live in a small LRU *per thread* (a reader is opened, read and closed by one thread, as
   GDAL wants), keyed by href, format, orientation, shape and storage options. Each use first stamps the
   file (local: ``stat`` inode, size, mtime; S3: a fresh HEAD's ETag, size and date) and reopens it when
-  the stamp changed, so a cached reader never serves a file replaced since it was opened. Cached: GDAL
-  rasters on S3 and local HDF5 files. Not cached: local GDAL rasters (their open costs ~1 ms, and an
-  open dataset pins its decoded blocks in GDAL's cache, see below), remote HDF5 files (their fsspec
-  block cache, up to 128 MiB, would stay alive with them) and other remote stores.
+  the stamp changed, so a cached reader never serves a file replaced since it was opened. Cached:
+  TIFF readers on S3 (GDAL, or one-request reads of contiguous TIFFs) and local HDF5 files. Not
+  cached: local GDAL rasters (their open costs ~1 ms, and an open dataset pins its decoded blocks in
+  GDAL's cache, see below), remote HDF5 files (their fsspec block cache, up to 128 MiB, would stay
+  alive with them) and other remote stores.
 * **Arrays** live in a small process-wide LRU keyed by target URL, variable, storage options and a
   caller's token naming the array's metadata (the plan fingerprint): a cube rewritten with other
   metadata at the same URL gets another key. A ``zarr.Array`` writes disjoint chunks from several
