@@ -5,7 +5,8 @@ LocalClusters of the same size (a fresh one per case by default; the build's own
 workers get the build's malloc settings, for every case alike), in this order:
 
 * **ceiling**: one task per source file reads it fully as raw bytes (one request: the I/O alone, no
-  decoding) and writes its image's pixel bytes, uncompressed, as one object to the same store;
+  decoding) and writes those bytes, uncompressed, as one object to the same store (throughput in
+  the image's pixel bytes);
 * **ours**: ``build_cube`` (search, plan, source check, skeleton, chunk tasks, commit; no registration),
   then the first ``xr.open_zarr`` and first chunk read, and the bytes stored;
 * **gaps**: ``build_cube`` with ``temporal_resolution=1`` (2 n gap slices): bytes under gap chunk keys;
