@@ -14,7 +14,12 @@ workers get the build's malloc settings, for every case alike), in this order:
 
 With ``--repeat N``, ceiling and ours run N times interleaved, then naive N times; the fastest run of
 each is reported and every run's seconds are kept in the JSON (``*_runs_s``). Throughputs are MiB of
-cube pixels per wall second. Usage::
+cube pixels per wall second.
+
+Every case starts from the same state, so that none pays for another: its workers have already
+imported what any case's tasks import (:data:`WARM_MODULES`; a cold worker spends ~1 s importing
+xarray, zarr, rasterio), as the cluster's start-up is not timed either; and dirty pages of earlier
+cases are flushed to disk first (``os.sync``), so no case pays for an earlier one's writeback. Usage::
 
     python -m benchmarks.run [--size tiny|small|large ...] [--only grd|slc] [--no-s3] [--repeat N]
         [--json out.json]
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import math
@@ -86,9 +92,19 @@ class Env:
     ``Client.restart`` does not come back on this machine)."""
 
 
+WARM_MODULES = ("benchmarks.measure", "icecube_cloud.build", "rioxarray")
+"""Imported by every worker before any case is timed: the modules the three cases' tasks import."""
+
+
+def _warm_up() -> None:
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+
+
 def _case(env: Env, fn: Callable[[distributed.Client], T]) -> tuple[T, PeakRss]:
     with contextlib.ExitStack() as stack:
         client = env.shared or stack.enter_context(_cluster(env.workers))
+        os.sync()  # no case pays for the writeback of an earlier one
         with track_rss(client) as peaks:
             result = fn(client)
     return result, peaks
@@ -203,6 +219,7 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
 def _cluster(workers: int, memory_limit: str | None = None) -> Iterator[distributed.Client]:
     """The build's own LocalCluster (``icecube_cloud.cluster``), for every case alike."""
     with local_cluster(workers, dashboard_address=None, memory_limit=memory_limit or "auto") as c:
+        c.run(_warm_up)
         yield c
 
 

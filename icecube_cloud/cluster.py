@@ -14,7 +14,7 @@ from 136 to 347 MiB/s. The price is up to ``MALLOC_TRIM_THRESHOLD_`` of freed me
 
 Workers started by :func:`connect` get these settings; workers you start yourself (``dask worker``, the
 Kubernetes cluster of ``infra/``) get them from a dask config file
-(``infra/docker/dask-workers.yaml``, installed in the image as ``/etc/dask/icecube-workers.yaml``).
+(``infra/dask/workers.yaml``, installed in the image as ``/etc/dask/icecube-workers.yaml``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""One range request per window for contiguous TIFFs in object storage (``read/contiguous.py``).
+"""Contiguous TIFFs (``read/contiguous.py``): one range request per window in object storage, a
+read-only memory mapping of the window's rows locally.
 
-The reference is GDAL (``RasterioReader`` over ``/vsis3/``) on the same object: every window, in both
-orientations and both byte orders, must come back identical; other layouts must fall back to GDAL.
+The reference is GDAL (``RasterioReader``, over ``/vsis3/`` for objects) on the same file: every
+window, in both orientations and both byte orders, must come back identical; other layouts must fall
+back to GDAL.
 """
 
 from __future__ import annotations
@@ -44,16 +46,21 @@ def _stripped_gdal(path: Path, data: np.ndarray) -> Path:
     return path
 
 
+def _place(moto: Any, local: Path, name: str, where: str) -> tuple[str, dict[str, Any] | None]:
+    return _upload(moto, local, name) if where == "s3" else (str(local), None)
+
+
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize("where", ["s3", "local"])
 @pytest.mark.parametrize("orientation", ["native", "shadows-down"])
 @pytest.mark.parametrize("writer", ["gdal", "tifffile-big-endian"])
-def test_same_pixels_as_gdal(tmp_path, moto_s3, pixels, orientation, writer):
+def test_same_pixels_as_gdal(tmp_path, moto_s3, pixels, orientation, writer, where):
     local = tmp_path / "img.tif"
     if writer == "gdal":
         _stripped_gdal(local, pixels)
     else:
         tifffile.imwrite(local, pixels, byteorder=">", rowsperstrip=7)
-    href, so = _upload(moto_s3, local, f"{writer}.tif")
+    href, so = _place(moto_s3, local, f"{writer}.tif", where)
     ours = ContiguousTiffReader.open(href, orientation=orientation, storage_options=so)
     assert ours is not None
     gdal = RasterioReader(href, orientation=orientation, storage_options=so)
@@ -63,14 +70,18 @@ def test_same_pixels_as_gdal(tmp_path, moto_s3, pixels, orientation, writer):
                    w.rg0 * physical[1] // 200, max(1, w.rg1 * physical[1] // 200))  # fmt: skip
         got = ours.read(w)
         assert got.dtype == np.dtype("uint16") and got.dtype.isnative
+        assert got.shape == w.shape
         np.testing.assert_array_equal(got, gdal.read(w))
+        if where == "local" and writer == "gdal":  # a view of the mapped file: never written into
+            assert not got.flags.writeable
     gdal.close()
     with pytest.raises(ProductError, match=r"img|outside|\.tif"):
         ours.read(Window(0, physical[0] + 1, 0, 1))
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_tiled_or_compressed_files_are_read_by_gdal(tmp_path, moto_s3, pixels):
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_tiled_or_compressed_files_are_read_by_gdal(tmp_path, moto_s3, pixels, where):
     tiled = tmp_path / "tiled.tif"
     with rasterio.open(tiled, "w", driver="GTiff", width=200, height=300, count=1,
                        dtype="uint16", tiled=True, blockxsize=64, blockysize=64) as ds:  # fmt: skip
@@ -78,7 +89,7 @@ def test_tiled_or_compressed_files_are_read_by_gdal(tmp_path, moto_s3, pixels):
     deflated = tmp_path / "deflate.tif"
     tifffile.imwrite(deflated, pixels, compression="zlib", rowsperstrip=16)
     for local in (tiled, deflated):
-        href, so = _upload(moto_s3, local, local.name)
+        href, so = _place(moto_s3, local, local.name, where)
         assert ContiguousTiffReader.open(href, storage_options=so) is None
         source = SourceRef(item_id="x", href=href, format=ProductFormat.LEGACY_GRD,
                            orientation="native", shape=SHAPE)  # fmt: skip
@@ -89,11 +100,24 @@ def test_tiled_or_compressed_files_are_read_by_gdal(tmp_path, moto_s3, pixels):
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_open_reader_picks_it_for_remote_contiguous_grd(tmp_path, moto_s3, pixels):
+def test_open_reader_picks_it_for_contiguous_grd(tmp_path, moto_s3, pixels):
     href, so = _upload(moto_s3, _stripped_gdal(tmp_path / "g.tif", pixels), "g.tif")
     source = SourceRef(item_id="x", href=href, format=ProductFormat.LEGACY_GRD,
                        orientation="native", shape=SHAPE)  # fmt: skip
     assert isinstance(open_reader(source, storage_options=so), ContiguousTiffReader)
     local = SourceRef(item_id="x", href=str(tmp_path / "g.tif"), format=ProductFormat.LEGACY_GRD,
                       orientation="native", shape=SHAPE)  # fmt: skip
-    assert isinstance(open_reader(local), RasterioReader)  # local: GDAL is at memory speed
+    assert isinstance(open_reader(local), ContiguousTiffReader)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_local_file_truncated_after_open_is_named(tmp_path, pixels):
+    path = _stripped_gdal(tmp_path / "cut.tif", pixels)
+    reader = ContiguousTiffReader.open(str(path))
+    assert reader is not None
+    np.testing.assert_array_equal(reader.read(Window(290, 300, 0, 200)), pixels[290:])
+    with open(path, "r+b") as fh:  # the last 10 rows are gone
+        fh.truncate(reader.layout.offset + 290 * reader.layout.row_bytes)
+    np.testing.assert_array_equal(reader.read(Window(0, 290, 0, 200)), pixels[:290])
+    with pytest.raises(ProductError, match=r"cut\.tif.*truncated.*Window\(az0=280"):
+        reader.read(Window(280, 300, 0, 200))

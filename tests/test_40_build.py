@@ -353,7 +353,8 @@ def test_bands_are_chunk_rows_capped_in_bytes():
     assert [len(b) for b in chunk_bands(windows, 100, 10**6, merge_rows=True)] == [12]
 
 
-def test_cached_reader_never_serves_a_changed_file(tmp_path):
+@pytest.mark.parametrize("flavour", ["legacy-slc", "legacy-grd"])
+def test_cached_reader_never_serves_a_changed_file(tmp_path, flavour):
     """Readers are reused across tasks of a worker, but a file replaced since is reopened."""
     import os
     import shutil
@@ -361,7 +362,7 @@ def test_cached_reader_never_serves_a_changed_file(tmp_path):
     from icecube_cloud.read.cache import cached_reader, clear_readers
     from icecube_cloud.read.protocol import Window
 
-    specs = make_stack(tmp_path / "p", n=2, shape=(64, 48), start=START, flavour="legacy-slc")
+    specs = make_stack(tmp_path / "p", n=2, shape=(64, 48), start=START, flavour=flavour)
     ingest([str(tmp_path / "p")], str(tmp_path / "cat"))
     plan = plan_cube(str(tmp_path / "cat"), {})
     source = plan.slices[0].source
@@ -371,6 +372,8 @@ def test_cached_reader_never_serves_a_changed_file(tmp_path):
     window = Window(0, 64, 0, 48)
 
     def pixels(s):
+        if flavour == "legacy-grd":
+            return expected_pixels(s, "GRD")
         i, q = expected_pixels(s, "SLC")
         return i + 1j * q.astype(np.complex64)
 
@@ -378,8 +381,9 @@ def test_cached_reader_never_serves_a_changed_file(tmp_path):
         np.testing.assert_array_equal(first.read(window), pixels(spec))
     with cached_reader(source) as again:
         assert again is first  # reused
-    shutil.copyfile(tmp_path / "p" / f"{other.product_id}.h5", tmp_path / "new.h5")
-    os.replace(tmp_path / "new.h5", source.href)  # the file is replaced in place
+    suffix = Path(source.href).suffix
+    shutil.copyfile(tmp_path / "p" / f"{other.product_id}{suffix}", tmp_path / f"new{suffix}")
+    os.replace(tmp_path / f"new{suffix}", source.href)  # the file is replaced in place
     with cached_reader(source) as reopened:
         assert reopened is not first
         np.testing.assert_array_equal(reopened.read(window), pixels(other))

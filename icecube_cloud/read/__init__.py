@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from icecube_cloud.errors import BuildError
-from icecube_cloud.products._common import is_local
 from icecube_cloud.products.model import ProductFormat
 from icecube_cloud.read.contiguous import ContiguousTiffReader
 from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
@@ -31,12 +30,12 @@ __all__ = [
 def open_reader(source: SourceRef, *, storage_options: Mapping[str, Any] | None = None) -> Reader:
     """The reader for a planned source, chosen by its file format."""
     if source.format in (ProductFormat.LEGACY_GRD, ProductFormat.GRD_COG):
-        if not is_local(source.href):  # one range request per window where the layout allows
-            contiguous = ContiguousTiffReader.open(
-                source.href, orientation=source.orientation, storage_options=storage_options
-            )
-            if contiguous is not None:
-                return contiguous
+        # one range request (remote) or one mapping (local) per window where the layout allows
+        contiguous = ContiguousTiffReader.open(
+            source.href, orientation=source.orientation, storage_options=storage_options
+        )
+        if contiguous is not None:
+            return contiguous
         return RasterioReader(
             source.href, orientation=source.orientation, band=1, storage_options=storage_options
         )

@@ -1,18 +1,27 @@
-"""Window reads of remote rasters stored as one contiguous, uncompressed, row-major array.
+"""Window reads of rasters stored as one contiguous, uncompressed, row-major array.
 
 ICEYE's legacy GRD GeoTIFFs are written that way (one-row strips, back to back, no compression): the
 pixels of file rows ``[r0, r1)`` are the single byte range ``offset + r0 * row_bytes`` ...
-``offset + r1 * row_bytes``. Over object storage this reader fetches a band task's rows with **one**
-range GET, where GDAL's ``/vsis3/`` strip reads issue several requests for the same rows (on moto, whose
-range GETs cost as much as reading the whole object, 0.50 s against 0.13 s for a 16 MiB band,
-measured). The layout comes from the TIFF header (tifffile, as for virtual cubes,
+``offset + r1 * row_bytes``. The layout comes from the TIFF header (tifffile, as for virtual cubes,
 :mod:`icecube_cloud.write.source_refs`); any other layout (tiles, compression, several bands) is read
-by GDAL (:class:`~icecube_cloud.read.rasterio_reader.RasterioReader`). Local files always are: GDAL
-reads a page-cached band at memory speed.
+by GDAL (:class:`~icecube_cloud.read.rasterio_reader.RasterioReader`).
+
+* **Object storage**: a band task's rows are fetched with **one** range GET, where GDAL's ``/vsis3/``
+  strip reads issue several requests for the same rows (on moto, whose range GETs cost as much as
+  reading the whole object, 0.50 s against 0.13 s for a 16 MiB band, measured).
+* **Local files**: the rows are memory-mapped and returned as a read-only *view* of the page cache,
+  with no copy. The band task then copies each chunk once, from the page cache straight into the
+  contiguous buffer it compresses, while the chunk is still in the CPU cache; GDAL would first copy the
+  whole band into a new array (5.4 ms per 16 MiB band, plus a 0.6–1.3 ms open, measured). The mapping
+  covers only the window's rows and lives as long as the returned array, so a worker's resident memory
+  holds at most the bands it is working on. The file's size is checked before mapping; a file
+  truncated *while* a band is being copied would still end the worker with ``SIGBUS`` (dask then
+  retries the task on a fresh worker, whose size check reports the truncated file).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +32,7 @@ import tifffile
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.gdal_io import HEADER_BYTES
-from icecube_cloud.products._common import filesystem
+from icecube_cloud.products._common import filesystem, is_local, local_path
 from icecube_cloud.products.model import Orientation
 from icecube_cloud.read.protocol import Window
 
@@ -69,7 +78,7 @@ def tiff_contiguous_layout(fh: Any) -> ContiguousLayout | None:
 
 
 class ContiguousTiffReader:
-    """Reads windows of a remote contiguous TIFF in physical (azimuth, range) order.
+    """Reads windows of a contiguous TIFF in physical (azimuth, range) order.
 
     Use :meth:`open`, which returns ``None`` for files of another layout.
 
@@ -92,6 +101,7 @@ class ContiguousTiffReader:
         self.layout = layout
         self.orientation = orientation
         self._fs, self._path = filesystem(href, storage_options)
+        self._local = local_path(href) if is_local(href) else None
 
     @classmethod
     def open(
@@ -117,7 +127,11 @@ class ContiguousTiffReader:
         return cls(href, layout, orientation=orientation, storage_options=storage_options)
 
     def read(self, window: Window) -> npt.NDArray[np.generic]:
-        """Pixels of ``window`` (physical grid) in native byte order."""
+        """Pixels of ``window`` (physical grid) in native byte order.
+
+        Local files give a read-only view of the mapped file (see the module notes); remote ones a new
+        array.
+        """
         rows, cols = self.layout.shape
         if self.orientation == "shadows-down":
             # File rows are range; file columns are azimuth, last line first.
@@ -128,20 +142,48 @@ class ContiguousTiffReader:
             raise ProductError(self.href, f"window {window} is outside the image ({rows}x{cols})")
         start = self.layout.offset + r0 * self.layout.row_bytes
         end = self.layout.offset + r1 * self.layout.row_bytes
+        read = self._map if self._local else self._fetch
+        file_rows = read(start, end, window)
+        data = file_rows.reshape(r1 - r0, cols)[:, c0:c1]
+        if self.orientation == "shadows-down":
+            data = data.T[::-1, :]
+        if self._local and self.layout.dtype.isnative:
+            return data  # a view of the page cache: the caller's chunk copy is the only copy
+        out: npt.NDArray[np.generic] = np.ascontiguousarray(
+            data, dtype=self.layout.dtype.newbyteorder("=")
+        )
+        return out
+
+    def _fetch(self, start: int, end: int, window: Window) -> npt.NDArray[np.generic]:
+        """File bytes ``[start, end)`` as samples, by one range request."""
         try:
             raw = self._fs.cat_file(self._path, start=start, end=end)
         except OSError as err:
             raise ProductError(self.href, f"cannot read window {window}: {err}") from err
         if len(raw) != end - start:
             raise ProductError(self.href, f"file is truncated: window {window} is not in it")
-        file_rows = np.frombuffer(raw, dtype=self.layout.dtype).reshape(r1 - r0, cols)
-        data = file_rows[:, c0:c1]
-        if self.orientation == "shadows-down":
-            data = data.T[::-1, :]
-        out: npt.NDArray[np.generic] = np.ascontiguousarray(
-            data, dtype=self.layout.dtype.newbyteorder("=")
-        )
-        return out
+        return np.frombuffer(raw, dtype=self.layout.dtype)
+
+    def _map(self, start: int, end: int, window: Window) -> npt.NDArray[np.generic]:
+        """File bytes ``[start, end)`` as samples, memory-mapped read-only (a local file)."""
+        assert self._local is not None
+        try:
+            with open(self._local, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size < end:
+                    raise ProductError(
+                        self.href, f"file is truncated: window {window} is not in it"
+                    )
+                mapped = np.memmap(
+                    fh,
+                    dtype=self.layout.dtype,
+                    mode="r",
+                    offset=start,
+                    shape=(end - start) // self.layout.dtype.itemsize,
+                )
+        except OSError as err:
+            raise ProductError(self.href, f"cannot read window {window}: {err}") from err
+        view: npt.NDArray[np.generic] = mapped.view(np.ndarray)
+        return view
 
     def close(self) -> None:
-        """Nothing to release (each read is one request)."""
+        """Nothing to release (each read is one request or one mapping of its own)."""
