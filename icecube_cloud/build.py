@@ -257,10 +257,11 @@ def execute(
     try:
         return _execute(plan, target, client, storage_options, overwrite, progress)
     finally:
-        if not is_published(target) and load_pending(target) is None:
+        published = is_published(target)  # a published cube is never empty: no listing of it
+        if not published and load_pending(target) is None:
             _clear(target)  # failed before writing anything: leave no trace but the lease ...
         lease.release()
-        if _is_empty(target):
+        if not published and _is_empty(target):
             target.remove()  # ... and then not even a folder
 
 
@@ -315,10 +316,18 @@ def _execute(
         for band in bands
         if done_key(t, band) not in done
     ]
-    futures = [
-        client.submit(write_band, target, plan.variable, t, band, src, so, fingerprint, pure=False)
-        for t, band, src in todo
-    ]
+    n = len(todo)
+    futures = client.map(  # one message to the scheduler for every band, not one per band
+        write_band,
+        [target] * n,
+        [plan.variable] * n,
+        [t for t, _, _ in todo],
+        [band for _, band, _ in todo],
+        [src for _, _, src in todo],
+        storage_options=so,
+        array_token=fingerprint,
+        pure=False,
+    )
     if plan.labels is not None:
         label_items = plan.labels.items
         futures += [
