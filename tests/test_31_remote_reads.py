@@ -121,3 +121,25 @@ def test_local_file_truncated_after_open_is_named(tmp_path, pixels):
     np.testing.assert_array_equal(reader.read(Window(0, 290, 0, 200)), pixels[:290])
     with pytest.raises(ProductError, match=r"cut\.tif.*truncated.*Window\(az0=280"):
         reader.read(Window(280, 300, 0, 200))
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_local_readers_are_kept_only_when_they_hold_no_decoded_pixels(tmp_path, pixels):
+    """A local mapped TIFF is reused across tasks; a local GDAL dataset is closed after each use."""
+    from icecube_cloud.read.cache import cached_reader, clear_readers
+
+    contiguous = _stripped_gdal(tmp_path / "strips.tif", pixels)
+    tiled = tmp_path / "tiled.tif"
+    with rasterio.open(tiled, "w", driver="GTiff", width=200, height=300, count=1,
+                       dtype="uint16", tiled=True, blockxsize=64, blockysize=64) as ds:  # fmt: skip
+        ds.write(pixels, 1)
+    kept = {}
+    for path in (contiguous, tiled):
+        source = SourceRef(item_id="x", href=str(path), format=ProductFormat.LEGACY_GRD,
+                           orientation="native", shape=SHAPE)  # fmt: skip
+        with cached_reader(source) as first:
+            np.testing.assert_array_equal(first.read(Window(0, 300, 0, 200)), pixels)
+        with cached_reader(source) as again:
+            kept[path.name] = again is first
+    clear_readers()
+    assert kept == {"strips.tif": True, "tiled.tif": False}

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from icecube_cloud.errors import BuildError
+from icecube_cloud.products._common import is_local
 from icecube_cloud.products.model import ProductFormat
 from icecube_cloud.read.contiguous import ContiguousTiffReader
 from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
@@ -30,12 +31,14 @@ __all__ = [
 def open_reader(source: SourceRef, *, storage_options: Mapping[str, Any] | None = None) -> Reader:
     """The reader for a planned source, chosen by its file format."""
     if source.format in (ProductFormat.LEGACY_GRD, ProductFormat.GRD_COG):
-        # one range request (remote) or one mapping (local) per window where the layout allows
-        contiguous = ContiguousTiffReader.open(
-            source.href, orientation=source.orientation, storage_options=storage_options
-        )
-        if contiguous is not None:
-            return contiguous
+        # One range request (remote) or one mapping (local) per window where the layout allows.
+        # Locally only legacy GRDs are probed: COGs are tiled, and their readers are not cached.
+        if source.format is ProductFormat.LEGACY_GRD or not is_local(source.href):
+            contiguous = ContiguousTiffReader.open(
+                source.href, orientation=source.orientation, storage_options=storage_options
+            )
+            if contiguous is not None:
+                return contiguous
         return RasterioReader(
             source.href, orientation=source.orientation, band=1, storage_options=storage_options
         )

@@ -8,18 +8,20 @@ same worker process, so both are kept:
   GDAL wants), keyed by href, format, orientation, shape and storage options. Each use first stamps the
   file (local: ``stat`` inode, size, mtime; S3: a fresh HEAD's ETag, size and date) and reopens it when
   the stamp changed, so a cached reader never serves a file replaced since it was opened. Cached:
-  every local reader (an open parses the file's header, the strip table of a legacy GRD or the HDF5
-  tree: 0.6–1.3 ms for a TIFF, against a 2 µs ``stat``) and every TIFF reader on S3 (GDAL, or
-  one-request reads of contiguous TIFFs; an open there is a HEAD and header GETs). Not cached: remote
-  HDF5 files (their fsspec block cache, up to 128 MiB, would stay alive with them) and other remote
-  stores.
+  every TIFF reader on S3 (GDAL, or one-request reads of contiguous TIFFs; an open there is a HEAD
+  and header GETs), and local readers that hold no decoded pixels: memory-mapped contiguous TIFFs
+  (their open parses the strip table, 1.3 ms for a legacy GRD, against a 2 µs ``stat``) and HDF5
+  files. Not cached: local GDAL rasters (their open costs ~1 ms, and an open dataset pins its decoded
+  blocks in GDAL's cache, see below: caching local SLC COGs cost ~100 MiB more per worker and saved no
+  time, measured), remote HDF5 files (their fsspec block cache, up to 128 MiB, would stay alive with
+  them) and other remote stores.
 * **Arrays** live in a small process-wide LRU keyed by target URL, variable, storage options and a
   caller's token naming the array's metadata (the plan fingerprint): a cube rewritten with other
   metadata at the same URL gets another key. A ``zarr.Array`` writes disjoint chunks from several
   threads safely.
 
 GDAL keeps decoded blocks of open datasets in its process-wide block cache (5 % of RAM by default),
-which closing a dataset empties; in a process that keeps datasets open, that cache is bounded to
+which closing a dataset empties; in a process that keeps S3 datasets open, that cache is bounded to
 :data:`GDAL_BLOCK_CACHE` (large enough for a block row of a wide tiled band, which GDAL's window reads
 revisit line by line), so worker memory stays bounded.
 """
@@ -39,6 +41,8 @@ from rasterio.env import get_gdal_config, set_gdal_config
 
 from icecube_cloud.products._common import filesystem, is_local, local_path
 from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.read.contiguous import ContiguousTiffReader
+from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
 from icecube_cloud.read.protocol import Reader
 
 if TYPE_CHECKING:
@@ -82,6 +86,8 @@ def file_stamp(source: SourceRef, storage_options: Mapping[str, Any] | None) -> 
     """What identifies the current content of ``source``'s file; ``None`` when it is not cached."""
     href, hdf5 = source.href, source.format is ProductFormat.LEGACY_SLC
     if is_local(href):
+        if source.format not in _LOCAL_CACHED:
+            return None  # read by GDAL: not kept (see above)
         st = os.stat(local_path(href))
         return ("local", st.st_ino, st.st_size, st.st_mtime_ns)
     if href.startswith("s3://") and not hdf5:
@@ -89,6 +95,16 @@ def file_stamp(source: SourceRef, storage_options: Mapping[str, Any] | None) -> 
         info = fs.info(path, refresh=True)  # a fresh HEAD, never s3fs's listing cache
         return ("s3", info.get("ETag"), info.get("size"), str(info.get("LastModified")))
     return None
+
+
+_LOCAL_CACHED = (ProductFormat.LEGACY_GRD, ProductFormat.LEGACY_SLC)
+"""Local formats whose readers may be kept: memory-mapped contiguous TIFFs (legacy GRDs are laid out
+that way; one that is not is read by GDAL and closed after use) and HDF5 files."""
+
+
+def _keep(reader: Reader, href: str) -> bool:
+    """Whether ``reader`` may stay open for later tasks (never a local GDAL dataset, see above)."""
+    return not is_local(href) or isinstance(reader, ContiguousTiffReader | Hdf5SlcReader)
 
 
 def _close_quietly(reader: Reader) -> None:
@@ -136,6 +152,9 @@ def cached_reader(
     except BaseException:
         _close_quietly(reader)
         raise
+    if not _keep(reader, source.href):
+        reader.close()
+        return
     cache[key] = (stamp, reader)
     while len(cache) > MAX_READERS:
         _close_quietly(cache.popitem(last=False)[1][1])
