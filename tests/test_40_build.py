@@ -302,21 +302,26 @@ def test_interrupted_build_is_not_a_cube(tmp_path):
         open_cube(str(tmp_path / "cube.zarr"))
 
 
-def test_one_task_per_chunk_row_band_and_bit_exact(tmp_path, dask_scheduler):
-    """Band tasks: one task per (time, chunk row) reads its rows once and writes all their chunks."""
+@pytest.mark.parametrize(("flavour", "bands"), [("grd-cog", 4), ("legacy-grd", 1)])
+def test_one_task_per_band_and_bit_exact(tmp_path, dask_scheduler, flavour, bands):
+    """Band tasks: one task per (time, band) reads its rows once and writes all their chunks.
+
+    A band is one chunk row for sources decoded into a band buffer (COGs); memory-mapped local
+    legacy GRDs merge whole chunk rows (here all four) into one band.
+    """
     from distributed import Client, get_task_stream
 
     from icecube_cloud.build import execute
     from icecube_cloud.write.zarr_writer import plan_bands
 
-    specs = _stack(tmp_path, "legacy-grd", (200, 150), n=3)
+    specs = _stack(tmp_path, flavour, (200, 150), n=3)
     plan = plan_cube(str(tmp_path / "cat"), {"chunks": {"azimuth": 64, "range": 48}})
     assert plan.n_chunks == 3 * 4 * 4  # partial chunks at both edges
     with Client(dask_scheduler) as client, get_task_stream(client=client) as stream:
         result = execute(plan, str(tmp_path / "cube.zarr"), client=client)
     writes = [t for t in stream.data if "write_band" in str(t["key"])]
-    assert len(plan_bands(plan)) == 4
-    assert len(writes) == 3 * 4  # per band, not per chunk (48)
+    assert len(plan_bands(plan)) == bands
+    assert len(writes) == 3 * bands  # per band, not per chunk (48)
     assert max(t.get("nbytes", 0) for t in writes) <= 64  # a byte count comes back, never pixels
     assert result.chunks_written == plan.n_chunks and result.nbytes == plan.nbytes
     ds = xr.open_zarr(tmp_path / "cube.zarr")

@@ -38,9 +38,11 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def stack(tmp_path, dask_scheduler):
+    # GRD COGs: their bands are one chunk row each (72 band tasks with CFG), so that a build is still
+    # running when a test interrupts it. Local legacy GRDs would merge each small image into one band.
     make_stack(
         tmp_path / "products", n=6, shape=(384, 320), start=datetime(2021, 4, 20, tzinfo=UTC),
-        days=12, flavour="legacy-grd", seed=9,
+        days=12, flavour="grd-cog", seed=9,
     )  # fmt: skip
     ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
     build_cube(
