@@ -10,9 +10,11 @@ dies before (3) leaves nothing a reader opens as a cube.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import posixpath
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -458,11 +460,39 @@ def is_published(target: StorageTarget) -> bool:
     return bool(target.fs.exists(f"{target.path}/{ROOT_DOC}"))
 
 
+PARTIAL_SUFFIX = ".partial"
+"""zarr's ``LocalStore`` writes each object to ``<key>.<random>.partial`` and then renames it."""
+
+
+def remove_partial_writes(target: StorageTarget) -> int:
+    """Delete the temporary files of interrupted local writes; returns how many there were.
+
+    A worker killed (SIGKILL, out of memory) between a chunk's write and its rename leaves the
+    temporary file behind; the retried task writes the chunk again, so the file is only litter, but
+    a resumed or recovered build must end with exactly the objects of an uninterrupted one. Object
+    stores have no such files (a PUT is atomic). One directory walk (``os.scandir``), local cubes only.
+    """
+    if is_remote(target.url):
+        return 0
+    removed = 0
+    for folder, _, names in os.walk(target.path):
+        for name in names:
+            if name.endswith(PARTIAL_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(folder, name))
+                    removed += 1
+    if removed:
+        log.info("removed %d temporary files of interrupted writes from %s", removed, target.url)
+    return removed
+
+
 def commit(target: StorageTarget, root_doc: bytes, attrs: Mapping[str, Any]) -> None:
     """Publish the cube: write the held-back root document marked complete, drop the bookkeeping.
 
-    The root document already holds the consolidated metadata (:func:`skeleton_documents`).
+    The root document already holds the consolidated metadata (:func:`skeleton_documents`). Litter
+    of interrupted local writes is removed first (:func:`remove_partial_writes`).
     """
+    remove_partial_writes(target)
     doc = json.loads(root_doc)
     doc.setdefault("attributes", {}).update(dict(attrs))
     doc["attributes"][STATUS_ATTR] = "complete"
