@@ -39,9 +39,10 @@ def _upload(moto: Any, local: Path, name: str) -> tuple[str, dict[str, Any]]:
     return f"{bucket}/{name}", so
 
 
-def _stripped_gdal(path: Path, data: np.ndarray) -> Path:
+def _gdal_tiff(path: Path, data: np.ndarray, *, tiled: bool = False) -> Path:
+    tiles = {"blockxsize": 64, "blockysize": 64} if tiled else {}
     with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
-                       count=1, dtype=data.dtype, tiled=False) as ds:  # fmt: skip
+                       count=1, dtype=data.dtype, tiled=tiled, **tiles) as ds:  # fmt: skip
         ds.write(data, 1)
     return path
 
@@ -57,7 +58,7 @@ def _place(moto: Any, local: Path, name: str, where: str) -> tuple[str, dict[str
 def test_same_pixels_as_gdal(tmp_path, moto_s3, pixels, orientation, writer, where):
     local = tmp_path / "img.tif"
     if writer == "gdal":
-        _stripped_gdal(local, pixels)
+        _gdal_tiff(local, pixels)
     else:
         tifffile.imwrite(local, pixels, byteorder=">", rowsperstrip=7)
     href, so = _place(moto_s3, local, f"{writer}.tif", where)
@@ -82,10 +83,7 @@ def test_same_pixels_as_gdal(tmp_path, moto_s3, pixels, orientation, writer, whe
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_tiled_or_compressed_files_are_read_by_gdal(tmp_path, moto_s3, pixels, where):
-    tiled = tmp_path / "tiled.tif"
-    with rasterio.open(tiled, "w", driver="GTiff", width=200, height=300, count=1,
-                       dtype="uint16", tiled=True, blockxsize=64, blockysize=64) as ds:  # fmt: skip
-        ds.write(pixels, 1)
+    tiled = _gdal_tiff(tmp_path / "tiled.tif", pixels, tiled=True)
     deflated = tmp_path / "deflate.tif"
     tifffile.imwrite(deflated, pixels, compression="zlib", rowsperstrip=16)
     for local in (tiled, deflated):
@@ -101,7 +99,7 @@ def test_tiled_or_compressed_files_are_read_by_gdal(tmp_path, moto_s3, pixels, w
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_open_reader_picks_it_for_contiguous_grd(tmp_path, moto_s3, pixels):
-    href, so = _upload(moto_s3, _stripped_gdal(tmp_path / "g.tif", pixels), "g.tif")
+    href, so = _upload(moto_s3, _gdal_tiff(tmp_path / "g.tif", pixels), "g.tif")
     source = SourceRef(item_id="x", href=href, format=ProductFormat.LEGACY_GRD,
                        orientation="native", shape=SHAPE)  # fmt: skip
     assert isinstance(open_reader(source, storage_options=so), ContiguousTiffReader)
@@ -112,7 +110,7 @@ def test_open_reader_picks_it_for_contiguous_grd(tmp_path, moto_s3, pixels):
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_local_file_truncated_after_open_is_named(tmp_path, pixels):
-    path = _stripped_gdal(tmp_path / "cut.tif", pixels)
+    path = _gdal_tiff(tmp_path / "cut.tif", pixels)
     reader = ContiguousTiffReader.open(str(path))
     assert reader is not None
     np.testing.assert_array_equal(reader.read(Window(290, 300, 0, 200)), pixels[290:])
@@ -128,11 +126,8 @@ def test_local_readers_are_kept_only_when_they_hold_no_decoded_pixels(tmp_path, 
     """A local mapped TIFF is reused across tasks; a local GDAL dataset is closed after each use."""
     from icecube_cloud.read.cache import cached_reader, clear_readers
 
-    contiguous = _stripped_gdal(tmp_path / "strips.tif", pixels)
-    tiled = tmp_path / "tiled.tif"
-    with rasterio.open(tiled, "w", driver="GTiff", width=200, height=300, count=1,
-                       dtype="uint16", tiled=True, blockxsize=64, blockysize=64) as ds:  # fmt: skip
-        ds.write(pixels, 1)
+    contiguous = _gdal_tiff(tmp_path / "strips.tif", pixels)
+    tiled = _gdal_tiff(tmp_path / "tiled.tif", pixels, tiled=True)
     kept = {}
     for path in (contiguous, tiled):
         source = SourceRef(item_id="x", href=str(path), format=ProductFormat.LEGACY_GRD,

@@ -302,16 +302,13 @@ def chunk_bands(
     bands: list[tuple[Window, ...]] = []
     merged: list[Window] = []  # whole chunk rows waiting to be one band
     for row in rows:
-        if merge_rows and len(row) <= per_band and len(merged) + len(row) <= per_band:
-            merged += row
-            continue
-        if merged:
+        if merged and (not merge_rows or len(merged) + len(row) > per_band):
             bands.append(tuple(merged))
             merged = []
         if merge_rows and len(row) <= per_band:
-            merged = list(row)
-            continue
-        bands += [tuple(row[k : k + per_band]) for k in range(0, len(row), per_band)]
+            merged += row
+        else:
+            bands += [tuple(row[k : k + per_band]) for k in range(0, len(row), per_band)]
     if merged:
         bands.append(tuple(merged))
     return bands
