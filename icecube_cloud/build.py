@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import distributed
 import pystac
@@ -42,21 +41,29 @@ from icecube_cloud.stac.catalogs import ItemCatalog, open_catalog
 from icecube_cloud.stac.collections import LABEL_COLLECTION_ID
 from icecube_cloud.stac.cube_item import cube_to_item
 from icecube_cloud.stac.search import SearchParams
-from icecube_cloud.storage import StorageOptions, StorageTarget
+from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
 from icecube_cloud.write.lease import acquire as acquire_lease
+from icecube_cloud.write.output import (
+    OutputKind,
+    OutputState,
+    inspect_output,
+    is_empty,
+    refuse_foreign,
+    remove_ours,
+)
 from icecube_cloud.write.zarr_writer import (
     PROGRESS_DIR,
+    ROOT_DOC,
     commit,
     done_chunks,
     done_key,
-    is_published,
-    load_pending,
     plan_bands,
+    put_documents,
     save_pending,
     skeleton,
+    skeleton_documents,
     write_band,
     write_label_slice,
-    write_skeleton,
 )
 
 log = logging.getLogger(__name__)
@@ -78,16 +85,6 @@ class BuildResult:
     """Wall time of the build (planning excluded)."""
     item_id: str | None = None
     """Id of the cube's STAC item in the catalog (``None`` when not registered)."""
-
-
-def public_url(url: str) -> str:
-    """``url`` without any user:password part (never written into attributes or logs)."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def _as_config(config: CubeConfig | Mapping[str, Any] | str) -> CubeConfig:
@@ -243,26 +240,37 @@ def execute(
 ) -> BuildResult:
     """Write ``plan`` as a Zarr cube at ``out`` on the cluster of ``client``; resume if interrupted.
 
-    The output's lease keeps other builds out meanwhile. A rerun of the same plan after a crash,
-    a lost worker or Ctrl-C writes only the chunks its progress record lacks, and ends with the
-    same bytes as an uninterrupted build.
+    ``out`` must be new, an empty folder, or a cube of ours (:mod:`icecube_cloud.write.output`):
+    anything else is refused before a byte is written there, ``--overwrite`` or not. The output's
+    lease keeps other builds out meanwhile. A rerun of the same plan after a crash, a lost worker or
+    Ctrl-C writes only the chunks its progress record lacks, and ends with the same bytes as an
+    uninterrupted build. A build that fails before its pending record is written leaves the location
+    as it found it.
 
     Raises:
-        UsageError: ``out`` holds a cube or another plan's unfinished build and ``overwrite`` is false.
+        UsageError: ``out`` holds something that is not ours, or holds a cube or another plan's
+            unfinished build and ``overwrite`` is false.
         LeaseHeldError: Another build is writing ``out``.
         ProductError: A source cannot be read or differs from its catalog entry.
     """
     target = StorageTarget.from_url(out, storage_options)
+    found = inspect_output(target)
+    refuse_foreign(
+        found, public_url(target.url)
+    )  # before the lease: nothing is written into foreign data
+    if found.kind is OutputKind.CUBE and not overwrite:
+        raise UsageError(f"{public_url(out)} already exists; pass --overwrite to replace it")
     lease = acquire_lease(target)
     try:
         return _execute(plan, target, client, storage_options, overwrite, progress)
     finally:
-        published = is_published(target)  # a published cube is never empty: no listing of it
-        if not published and load_pending(target) is None:
-            _clear(target)  # failed before writing anything: leave no trace but the lease ...
         lease.release()
-        if not published and _is_empty(target):
-            target.remove()  # ... and then not even a folder
+        after = inspect_output(target)
+        if after.kind is OutputKind.UNFINISHED and after.pending is None:
+            # Failed before its pending record: nothing but our bookkeeping was written here.
+            remove_ours(target, after, keep_lease=False)
+            if found.kind is not OutputKind.EMPTY and is_empty(target):
+                target.remove()  # a folder this build (or the cube it replaced) made
 
 
 def _execute(
@@ -275,35 +283,21 @@ def _execute(
 ) -> BuildResult:
     out = public_url(target.url)
     fingerprint = plan_fingerprint(plan)
-    pending = load_pending(target)
+    state = inspect_output(target)  # again, under the lease
+    refuse_foreign(state, out)
+    pending = state.pending
     if pending is not None and pending.get("fingerprint") != fingerprint and not overwrite:
         raise UsageError(
             f"{out} holds an unfinished build of a different plan; pass --overwrite to replace it"
         )
-    if (
-        is_published(target) or (pending is None and _has_foreign_content(target))
-    ) and not overwrite:
+    if state.kind is OutputKind.CUBE and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
-    if overwrite and (pending is None or pending.get("fingerprint") != fingerprint):
-        _clear(target)
+    if pending is not None and pending.get("fingerprint") != fingerprint:
         pending = None
     start = time.perf_counter()
     so = StorageOptions.of(storage_options)  # never prints secrets, even in worker error logs
     if pending is None:
-        sources = [s.source for s in plan.slices if s.source is not None]
-        # Every source is opened once before anything is written: a corrupt file fails early.
-        infos = gather_futures(
-            client,
-            client.map(read_source_info, sources, storage_options=so, pure=False),
-            "check",
-            progress,
-        )
-        meta = iter(infos)
-        metadata_json = [next(meta) if s.valid else "" for s in plan.slices]
-        vectors = label_vectors_of(plan, so)
-        root_doc = write_skeleton(skeleton(plan, metadata_json, vectors), plan, target)
-        created = datetime.now(UTC).isoformat()
-        save_pending(target, root_doc, fingerprint, created)
+        root_doc, created = _start(plan, target, state, client, so, fingerprint, progress)
     else:
         log.info("resuming the unfinished build of %s", out)
         root_doc, created = json.dumps(pending["root"]).encode(), str(pending["created"])
@@ -362,6 +356,40 @@ def _execute(
     )
 
 
+def _start(
+    plan: CubePlan,
+    target: StorageTarget,
+    replaced: OutputState,
+    client: distributed.Client,
+    so: StorageOptions,
+    fingerprint: str,
+    progress: Progress,
+) -> tuple[bytes, str]:
+    """Check every source, then record the build as pending and write its skeleton.
+
+    Returns the held-back root document and the creation time. Every source is opened once before
+    anything is written, so a corrupt file fails early and a cube being replaced (``replaced``: what
+    is ours at the output) is still intact then; the pending record is written before any array, so
+    that whatever this build writes is recognised as ours from then on.
+    """
+    sources = [s.source for s in plan.slices if s.source is not None]
+    infos = gather_futures(
+        client,
+        client.map(read_source_info, sources, storage_options=so, pure=False),
+        "check",
+        progress,
+    )
+    meta = iter(infos)
+    metadata_json = [next(meta) if s.valid else "" for s in plan.slices]
+    docs = skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)), plan)
+    root_doc = docs.pop(ROOT_DOC)
+    created = datetime.now(UTC).isoformat()
+    remove_ours(target, replaced)  # a replaced cube, another plan's build, stale bookkeeping
+    save_pending(target, root_doc, fingerprint, created)
+    put_documents(target, docs)
+    return root_doc, created
+
+
 def label_vectors_of(
     plan: CubePlan, storage_options: Mapping[str, Any]
 ) -> list[list[tuple[str, str]]] | None:
@@ -378,39 +406,6 @@ def label_vectors_of(
         else []
         for s in plan.slices
     ]
-
-
-def _has_foreign_content(target: StorageTarget) -> bool:
-    """Whether ``target`` holds anything besides our own bookkeeping (never clobber user data)."""
-    fs = target.fs
-    if not fs.exists(target.path):
-        return False
-    names = {
-        str(e).rstrip("/").rsplit("/", 1)[-1]
-        for e in fs.ls(target.path, detail=False, refresh=True)
-    }
-    return bool(names - {PROGRESS_DIR})
-
-
-def _is_empty(target: StorageTarget) -> bool:
-    """Whether nothing but empty folders is left at ``target``."""
-    fs = target.fs
-    return not fs.exists(target.path) or not fs.find(target.path)
-
-
-def _clear(target: StorageTarget) -> None:
-    """Remove everything at ``target`` but the lease we hold."""
-    fs = target.fs
-    if not fs.exists(target.path):
-        return
-    for entry in fs.ls(target.path, detail=False, refresh=True):
-        name = str(entry).rstrip("/").rsplit("/", 1)[-1]
-        if name == PROGRESS_DIR:
-            for sub in fs.ls(str(entry), detail=False, refresh=True):
-                if not str(sub).endswith("lease.json"):
-                    fs.rm(str(sub), recursive=True)
-        else:
-            fs.rm(str(entry), recursive=True)
 
 
 def build_cube(

@@ -1,7 +1,9 @@
 """``icecube-cloud demo``: synthesise a GRD stack, catalog it, build a cube, and summarise it.
 
 Everything happens under one work folder with no servers: products in ``products/``, a static STAC
-catalog in ``catalog/``, the cube in ``cube.zarr``. Rerunning replaces the previous demo.
+catalog in ``catalog/``, the cube in ``cube.zarr``. Rerunning replaces the previous demo. The work
+folder must be new, empty, or an earlier demo's (marked by :data:`DEMO_MARKER`): the demo never writes
+into, or removes anything from, a folder of the user's.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from pathlib import Path
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.cube import cube_info, open_cube
+from icecube_cloud.errors import UsageError
 from icecube_cloud.ingest import ingest
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.synthetic import make_stack
+
+DEMO_MARKER = ".icecube-cloud-demo"
+"""File that marks a folder as the demo's own work folder."""
+_DEMO_ENTRIES = frozenset({DEMO_MARKER, "products", "catalog", "config.json", "cube.zarr"})
+"""Everything a demo writes into its work folder."""
 
 DEMO_START = datetime(2021, 4, 20, 21, 51, 24, tzinfo=UTC)
 """A spring fortnight like the original icecube's forest stack."""
@@ -38,7 +46,7 @@ def run_demo(
         workers: Local dask worker processes.
         progress: Progress callback.
     """
-    work = Path(workdir).resolve()
+    work = claim_workdir(workdir)
     for sub in ("catalog", "cube.zarr"):
         shutil.rmtree(work / sub, ignore_errors=True)
     products = _synthesise(work, images, size, progress)
@@ -90,7 +98,7 @@ def run_cloud_demo(
     from icecube_cloud.testing.moto import MotoServer
     from icecube_cloud.testing.stac_api import StacApiServer
 
-    products = _synthesise(Path(workdir).resolve(), images, size, progress)
+    products = _synthesise(claim_workdir(workdir), images, size, progress)
     api_dir = tempfile.mkdtemp(prefix="icecube-demo-stac-api-")
     with MotoServer() as s3, StacApiServer(api_dir) as api:
         options = s3.storage_options
@@ -119,6 +127,35 @@ def run_cloud_demo(
             f"opened over S3 in {opened * 1000:.0f} ms\n"
             "(the services stop now; `make catalog-up` keeps a STAC API running)"
         )
+
+
+def claim_workdir(workdir: str | Path) -> Path:
+    """The demo's work folder, created and marked as ours; refuse a folder with anything else in it.
+
+    Raises:
+        UsageError: ``workdir`` is a file, or a folder holding what an earlier demo did not write.
+    """
+    work = Path(workdir).resolve()
+    if work.exists() and not work.is_dir():
+        raise UsageError(f"{work}: --workdir is a file; choose a new or empty folder")
+    if work.is_dir():
+        names = sorted(p.name for p in work.iterdir())
+        # An earlier demo's folder (older ones had no marker, only what a demo writes) is ours.
+        foreign = [n for n in names if n not in _DEMO_ENTRIES]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            )
+            raise UsageError(
+                f"{work} holds files that the demo did not write ({shown}); the demo writes "
+                "products/, catalog/, config.json and cube.zarr into its --workdir and replaces "
+                "them on a rerun: choose a new or empty folder. Nothing was changed"
+            )
+    work.mkdir(parents=True, exist_ok=True)
+    (work / DEMO_MARKER).write_text(
+        "icecube-cloud demo work folder; rerunning the demo replaces it\n"
+    )
+    return work
 
 
 def _synthesise(work: Path, images: int, size: int, progress: Progress) -> Path:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 import zarr
@@ -25,6 +25,19 @@ from zarr.abc.store import Store
 def is_remote(url: str) -> bool:
     """Whether ``url`` names something other than a local file."""
     return "://" in url and not url.startswith("file://")
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info (``http://user:secret@host`` -> ``http://host``).
+
+    For messages, logs and attributes, which never carry credentials.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def local_path(url: str) -> str:

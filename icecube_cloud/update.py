@@ -31,7 +31,6 @@ from icecube_cloud.build import (
     gather_futures,
     label_vectors_of,
     plan_fingerprint,
-    public_url,
     read_source_info,
     search_and_plan,
 )
@@ -40,8 +39,15 @@ from icecube_cloud.config import Compression, parse_config
 from icecube_cloud.errors import DataError, SelectionError
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, no_progress
-from icecube_cloud.storage import StorageOptions, StorageTarget
+from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
+from icecube_cloud.virtual import is_reference_url
 from icecube_cloud.write.lease import acquire as acquire_lease
+from icecube_cloud.write.output import (
+    OutputKind,
+    inspect_output,
+    inspect_reference_output,
+    refuse_foreign,
+)
 from icecube_cloud.write.zarr_writer import (
     ROOT_DOC,
     STATUS_ATTR,
@@ -114,14 +120,11 @@ def update_cube(
         DataError: ``cube_url`` holds no icecube-cloud cube, or the catalog's products no longer fit it.
     """
     so = StorageOptions.of(storage_options)
+    if is_reference_url(cube_url):
+        return _update_virtual(cube_url, stac_url, so, scheduler, workers, allowed_hrefs, progress)
     target = StorageTarget.from_url(cube_url, so)
-    try:
-        root = json.loads(target.fs.cat_file(f"{target.path}/{ROOT_DOC}"))
-    except FileNotFoundError as err:
-        raise DataError(f"{cube_url}: no cube to update (build it first)") from err
+    root = _our_cube_root(target, cube_url)
     attrs = root.get("attributes", {})
-    if "icecube_cloud_config" not in attrs:
-        raise DataError(f"{cube_url}: not an icecube-cloud cube (no stored config)")
     cfg = parse_config(attrs["icecube_cloud_config"])
     stored = stored_compression(root)
     if cfg.compression is None and stored not in (None, Compression()):
@@ -136,6 +139,78 @@ def update_cube(
             return _update(target, root, plan, client, so, progress, start)
         finally:
             lease.release()
+
+
+def _our_cube_root(target: StorageTarget, url: str) -> dict[str, Any]:
+    """The root document of the icecube-cloud cube at ``target``; raise if there is none.
+
+    Raises:
+        DataError: Nothing is there, or an unfinished build.
+        UsageError: What is there is not an icecube-cloud cube (never written to).
+    """
+    state = inspect_output(target)
+    if state.kind in (OutputKind.ABSENT, OutputKind.EMPTY):
+        raise DataError(f"{public_url(url)}: no cube to update (build it first)")
+    refuse_foreign(state, public_url(url))
+    if state.kind is OutputKind.UNFINISHED:
+        raise DataError(
+            f"{public_url(url)}: holds an unfinished build, not a cube; rerun the build command "
+            "to finish it"
+        )
+    root: dict[str, Any] = json.loads(target.fs.cat_file(f"{target.path}/{ROOT_DOC}"))
+    if "icecube_cloud_config" not in root.get("attributes", {}):
+        raise DataError(f"{public_url(url)}: not an icecube-cloud cube (no stored config)")
+    return root
+
+
+def _update_virtual(
+    url: str,
+    stac_url: str | None,
+    so: StorageOptions,
+    scheduler: str | None,
+    workers: int | None,
+    allowed_hrefs: Sequence[str],
+    progress: Progress,
+) -> UpdateResult:
+    """Update a virtual cube: rewrite its reference file when the catalog selects other products.
+
+    A reference file is rewritten whole (one PUT, or an atomic rename locally); its products are
+    re-referenced, which reads their headers only.
+    """
+    target = StorageTarget.from_url(url, so)
+    state = inspect_reference_output(target)
+    if state.kind is OutputKind.ABSENT:
+        raise DataError(f"{public_url(url)}: no cube to update (build it first)")
+    refuse_foreign(state, public_url(url))
+    attrs = json.loads(json.loads(target.fs.cat_file(target.path))["refs"][".zattrs"])
+    cfg = parse_config(attrs["icecube_cloud_config"])
+    catalog_url = stac_url or str(attrs.get("icecube_cloud_search", {}).get("catalog", ""))
+    plan = search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
+    start = time.perf_counter()
+    old_ids = [str(i) for i in attrs.get("source_items", [])]
+    new_ids = [s.source.item_id for s in plan.slices if s.source is not None]
+    if new_ids == old_ids:
+        log.info("%s is up to date", public_url(url))
+        return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
+    if not set(old_ids) <= set(new_ids):
+        raise SelectionError(
+            f"{public_url(url)}: the catalog no longer has every image of the cube (or its config "
+            "now selects others); update only adds acquisitions: rebuild with --overwrite"
+        )
+    from icecube_cloud.write.references import execute_references
+
+    with connect(scheduler, workers) as client:
+        result = execute_references(
+            plan, url, client=client, storage_options=so, overwrite=True, progress=progress
+        )
+    return UpdateResult(
+        url=target.url,
+        plan=plan,
+        rewritten=tuple(t for t, s in enumerate(plan.slices) if s.source is not None),
+        added=tuple(i for i in new_ids if i not in set(old_ids)),
+        chunks_written=result.chunks_written,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _update(

@@ -24,9 +24,10 @@ from icecube_cloud.build import build_cube
 from icecube_cloud.config import parse_config, search_params
 from icecube_cloud.errors import CatalogError
 from icecube_cloud.ingest import ingest
-from icecube_cloud.stac.api import ApiCatalog, redact_url
+from icecube_cloud.stac.api import ApiCatalog
 from icecube_cloud.stac.catalogs import open_catalog
 from icecube_cloud.stac.search import SearchParams, compile_filter
+from icecube_cloud.storage import public_url as redact_url
 from icecube_cloud.synthetic import expected_pixels, make_stack
 from icecube_cloud.testing.stac_api import STATE_FILE, StacApiServer, StacApiServerError, free_port
 

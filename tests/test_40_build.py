@@ -212,8 +212,9 @@ def test_empty_search_and_existing_output(tmp_path, dask_scheduler):
         )
     (tmp_path / "c.zarr").mkdir()
     (tmp_path / "c.zarr" / "notes.txt").write_text("somebody's data")  # never clobbered
-    with pytest.raises(UsageError, match="already exists"):
+    with pytest.raises(UsageError, match="did not write"):
         build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "c.zarr"), scheduler=dask_scheduler)
+    assert [p.name for p in (tmp_path / "c.zarr").iterdir()] == ["notes.txt"]
 
 
 def test_plain_xarray_reader_in_a_fresh_process(tmp_path, dask_scheduler):

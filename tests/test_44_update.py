@@ -185,3 +185,53 @@ def test_update_keeps_the_codec_the_cube_was_built_with(tmp_path, dask_scheduler
     assert result.rewritten == (3,)
     assert _codec(cube) == zstd  # not today's default
     assert xr.open_zarr(cube).sizes["time"] == 4
+
+
+def test_update_of_a_virtual_cube_rewrites_its_references(tmp_path, dask_scheduler):
+    """A kerchunk cube is updated like a Zarr one (issue #12.5: was a NotADirectoryError traceback)."""
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.json"
+    first = make_stack(tmp_path / "a", n=6, shape=(32, 24), start=START, days=12, seed=5)
+    ingest([str(tmp_path / "a")], cat)
+    build_cube(cat, {}, str(cube), scheduler=dask_scheduler, register=False, format="kerchunk")
+    r = subprocess.run(
+        [EXE, "update", str(cube), "--scheduler", dask_scheduler],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stderr
+    later = make_stack(
+        tmp_path / "b", n=2, shape=(32, 24), start=START + timedelta(days=20), days=4, seed=6
+    )
+    ingest([str(tmp_path / "b")], cat)
+    r = subprocess.run(
+        [EXE, "update", str(cube), "--scheduler", dask_scheduler],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0 and "2 new acquisitions" in r.stdout, r.stderr
+    from icecube_cloud.cube import open_cube
+
+    ds = open_cube(str(cube))
+    assert ds.sizes["time"] == 8
+    for t, pid in enumerate(str(p) for p in ds["product_id"].values):
+        spec = next(s for s in first + later if s.product_id == pid)
+        np.testing.assert_array_equal(
+            ds["amplitude"].isel(time=t).values, expected_pixels(spec, "GRD")
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "cat", "cube.json"]
+
+
+def test_update_refuses_what_is_not_a_cube(tmp_path):
+    missing = subprocess.run(
+        [EXE, "update", str(tmp_path / "nothing.zarr")], capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and "no cube to update" in missing.stderr
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_text("user data")
+    r = subprocess.run([EXE, "update", str(folder)], capture_output=True, text=True)
+    assert r.returncode == 2 and "did not write" in r.stderr and "Traceback" not in r.stderr
+    assert [p.name for p in folder.iterdir()] == ["a.txt"]
+    users_json = tmp_path / "refs.json"
+    users_json.write_text('{"version": 1, "refs": {}}')
+    r = subprocess.run([EXE, "update", str(users_json)], capture_output=True, text=True)
+    assert r.returncode == 2 and "did not write" in r.stderr, r.stderr
+    assert users_json.read_text() == '{"version": 1, "refs": {}}'

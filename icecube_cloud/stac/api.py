@@ -23,22 +23,13 @@ from icecube_cloud.errors import CatalogError
 from icecube_cloud.stac.collections import collection_dict
 from icecube_cloud.stac.search import SearchParams
 from icecube_cloud.stac.static import UpsertResult
+from icecube_cloud.storage import public_url
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 """Items per search page (and ids per existence check)."""
 _STRUCTURAL = frozenset({"root", "parent", "self", "collection", "child", "item", "items"})
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info (``http://user:secret@host`` -> ``http://host``) for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class ApiCatalog:
@@ -54,7 +45,7 @@ class ApiCatalog:
         self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0
     ) -> None:
         self._root = url.rstrip("/")
-        self.url = redact_url(url)
+        self.url = public_url(url)
         """The API root (for messages; credentials removed)."""
         self._headers = dict(headers or {})
         self._timeout = timeout

@@ -15,8 +15,11 @@ is the commit point.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +34,7 @@ from icecube_cloud.errors import ProductError, UsageError, portable_errors
 from icecube_cloud.plan import CubePlan, SourceRef
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.storage import StorageOptions, StorageTarget, is_remote
+from icecube_cloud.write.output import OutputKind, inspect_reference_output, refuse_foreign
 from icecube_cloud.write.source_refs import ZARR_HINT, ArrayRefs, SourceRefs, source_references
 from icecube_cloud.write.zarr_writer import STATUS_ATTR, skeleton
 
@@ -190,13 +194,16 @@ def execute_references(
     ``BuildResult.chunks_written`` counts chunk references; ``nbytes`` the pixel bytes referenced.
 
     Raises:
-        UsageError: ``out`` exists and ``overwrite`` is false.
+        UsageError: ``out`` is not ours (a folder, a file icecube-cloud did not write), or is a
+            virtual cube and ``overwrite`` is false.
         ProductError: A source cannot be referenced exactly (the message points to ``--format zarr``).
     """
     if not out.endswith(".json"):
         raise UsageError(f"{out}: a kerchunk cube is one JSON reference file; end --out with .json")
     target = StorageTarget.from_url(out, storage_options)
-    if target.exists() and not overwrite:
+    found = inspect_reference_output(target)
+    refuse_foreign(found, target.url)  # a user's file is never replaced, --overwrite or not
+    if found.kind is OutputKind.CUBE and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
     start = time.perf_counter()
     so = StorageOptions.of(storage_options)
@@ -209,10 +216,19 @@ def execute_references(
     meta = iter(m for m, _ in results)
     metadata_json = [next(meta) if s.valid else "" for s in plan.slices]
     doc = combine(plan, metadata_json, refs, datetime.now(UTC))
-    fs = target.fs
-    if not is_remote(out):
-        fs.makedirs(fs._parent(target.path), exist_ok=True)
-    fs.pipe_file(target.path, json.dumps(doc, separators=(",", ":")).encode())
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    if is_remote(out):
+        target.fs.pipe_file(target.path, body)  # one PUT: the commit point
+    else:  # the same locally: readers see the old file or the new one, never half of one
+        os.makedirs(os.path.dirname(target.path), exist_ok=True)
+        partial = f"{target.path}.{uuid.uuid4().hex[:8]}.partial"
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(body)
+            os.replace(partial, target.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
     return BuildResult(
         url=target.url,
         plan=plan,

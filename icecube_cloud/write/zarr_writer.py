@@ -29,7 +29,7 @@ import zarr
 import zarr.codecs
 
 from icecube_cloud.config import Compression
-from icecube_cloud.errors import BuildError, ProductError, portable_errors
+from icecube_cloud.errors import ProductError, portable_errors
 from icecube_cloud.labels.cube import flag_attrs, label_mask
 from icecube_cloud.plan import CubePlan, SourceRef
 from icecube_cloud.products.model import ProductFormat
@@ -452,11 +452,6 @@ def load_pending(target: StorageTarget) -> dict[str, Any] | None:
     return data
 
 
-def is_published(target: StorageTarget) -> bool:
-    """Whether a cube (complete or from an older build) is published at ``target``."""
-    return bool(target.fs.exists(f"{target.path}/{ROOT_DOC}"))
-
-
 PARTIAL_SUFFIX = ".partial"
 """zarr's ``LocalStore`` writes each object to ``<key>.<random>.partial`` and then renames it."""
 
@@ -498,9 +493,3 @@ def commit(target: StorageTarget, root_doc: bytes, attrs: Mapping[str, Any]) -> 
     for key in (f"{PROGRESS_DIR}/done", PENDING_KEY):
         if fs.exists(f"{target.path}/{key}"):
             fs.rm(f"{target.path}/{key}", recursive=True)
-
-
-def check_complete(attrs: Mapping[str, Any], url: str) -> None:
-    """Raise if a cube's root attributes do not mark it complete."""
-    if attrs.get(STATUS_ATTR) != "complete":
-        raise BuildError(f"{url}: the cube is incomplete (a build did not finish)")
