@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import rasterio
-from helpers import assert_clean_metadata
+from helpers import assert_clean_metadata, assert_same_as_hdf5
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products import ProductFormat, find_products, read_product
@@ -94,6 +94,23 @@ def test_legacy_grd_sample() -> None:
 
 
 @needs_samples
+def test_legacy_grd_sample_metadata_keeps_every_gcp() -> None:
+    """A cube's metadata alone geolocates its pixels: all GCPs (row, col, lon, lat, height)."""
+    meta = read_product(GRD0)
+    stored = json.loads(json.dumps(dict(meta.metadata)))["gcps"]
+    with rasterio.open(GRD0) as src:
+        gcps, crs = src.gcps
+        rpcs = src.rpcs.to_dict()
+    assert len(gcps) == 810 and len(stored["points"]) == 810
+    assert stored["crs"] == crs.to_string() == "EPSG:4326"
+    assert stored["columns"] == ["row", "col", "lon", "lat", "height"]
+    assert stored["points"] == [[g.row, g.col, g.x, g.y, g.z] for g in gcps]
+    assert "ids" not in stored and "info" not in stored  # ids are "1".."810", infos empty
+    assert stored["points"][-1] == [10778.000000000011, 11747.0, gcps[-1].x, gcps[-1].y, gcps[-1].z]
+    assert meta.metadata["rpc"] == rpcs
+
+
+@needs_samples
 def test_legacy_grd_samples_differ_where_documented() -> None:
     metas = [read_product(p) for p in sorted((SAMPLES / "grd_stack").glob("*.tif"))]
     assert [m.incidence_angle for m in metas] == [30.5, 29.5, 28.5]
@@ -112,10 +129,24 @@ def test_legacy_slc_sample() -> None:
     assert meta.incidence_angle == 30.5
     assert meta.pixel_spacing_range == pytest.approx(0.4185311389253755)
     assert meta.pixel_spacing_azimuth == pytest.approx(0.19142525627706425)
-    assert meta.rpc is not None and "line_off" in meta.rpc
-    assert meta.metadata["state_vector_time_utc"][0] == "2021-04-27T21:51:24.000000"
-    assert "s_i" not in meta.metadata and "posx" in meta.metadata
-    assert_clean_metadata(meta.metadata)
+    assert meta.rpc is not None and meta.rpc["line_off"] == pytest.approx(15601.601)
+    assert meta.metadata["state_vector_time_utc"][0] == ["2021-04-27T21:51:24.000000"]
+    assert "s_i" not in meta.metadata and "posx" not in meta.metadata
+    assert len(meta.metadata["posX"]) == 81
+    assert meta.metadata["RPC"]["LINE_OFF"] == 15601.601  # float32, its shortest decimal
+    assert_clean_metadata(meta.metadata, lower_case=False)
+
+
+@needs_samples
+def test_legacy_slc_sample_metadata_keeps_names_and_shapes() -> None:
+    """Every dataset of ICEYE's SLC under its own name, with its shape and value (h5py's view)."""
+    meta = read_product(SLC0)
+    stored = json.loads(json.dumps(dict(meta.metadata)))
+    with h5py.File(SLC0) as h5:
+        assert h5["antenna_pattern_compensation"].shape == (7424, 1)
+        assert h5["state_vector_time_utc"].shape == (81, 1)
+        assert {"posX", "velY", "angZ", "RPC"} <= set(h5)
+        assert_same_as_hdf5(stored, h5)
 
 
 @needs_samples
@@ -143,6 +174,9 @@ def test_opendata_grd_sidecar() -> None:
     assert meta.href.endswith("_GRD.tif")
     assert meta.metadata["sar:center_frequency"] == 9600000000  # lossless
     json.dumps(meta.metadata, allow_nan=False)
+    sidecar = json.loads(OPEN_GRD.read_text())["properties"]
+    for key in ("proj:transform", "proj:code", "proj:shape", "iceye:rpc"):  # its geolocation
+        assert meta.metadata[key] == sidecar[key], key
 
 
 @needs_samples

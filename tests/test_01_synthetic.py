@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from helpers import assert_clean_metadata
+from helpers import assert_clean_metadata, assert_same_as_hdf5
 
 from icecube_cloud.products import ProductFormat, ProductMetadata, find_products, read_product
 from icecube_cloud.synthetic import (
@@ -104,14 +104,17 @@ def test_legacy_slc_round_trip(
     meta = read_product(path)
     assert meta.format is ProductFormat.LEGACY_SLC and meta.dtype == iq_dtype
     assert_matches_spec(meta, spec)
-    assert_clean_metadata(meta.metadata)
-    assert meta.metadata["dc_estimate_time_utc"][0].startswith("2023-06-01T10:00:03")
+    assert_clean_metadata(meta.metadata, lower_case=False)
+    assert meta.metadata["dc_estimate_time_utc"][0][0].startswith("2023-06-01T10:00:03")
     expected = expected_pixels(spec, "SLC", iq_dtype=iq_dtype)
     assert expected.shape == (2, *spec.shape) and expected.dtype == np.dtype(iq_dtype)
     with h5py.File(path) as h5:
         np.testing.assert_array_equal(h5["s_i"][()], expected[0])
         np.testing.assert_array_equal(h5["s_q"][()], expected[1])
         assert h5["state_vector_time_utc"].shape == (81, 1)
+        assert {"posX", "velZ", "angY", "RPC"} <= set(h5)  # ICEYE's mixed-case names
+        assert h5["antenna_pattern_compensation"].shape == (spec.shape[1], 1)
+        assert_same_as_hdf5(json.loads(json.dumps(dict(meta.metadata))), h5)
 
 
 @pytest.mark.parametrize("level", ["GRD", "SLC"])

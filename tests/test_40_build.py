@@ -16,6 +16,8 @@ import pytest
 import rasterio
 import rasterio.shutil
 import xarray as xr
+import zarr
+from helpers import assert_gap_fill_values
 
 from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.cube import open_cube
@@ -108,6 +110,10 @@ def test_metadata_is_lossless_and_provenance_recorded(tmp_path, dask_scheduler):
         assert meta == json.loads(
             json.dumps(dict(read_product(str(item_href)).metadata), default=str)
         )
+        with rasterio.open(item_href) as src:  # the cube alone geolocates its pixels
+            gcps, crs = src.gcps
+        assert meta["gcps"]["crs"] == crs.to_string() and len(gcps) == 81
+        assert meta["gcps"]["points"] == [[g.row, g.col, g.x, g.y, g.z] for g in gcps]
     attrs = ds.attrs
     assert attrs["icecube_cloud_status"] == "complete"
     assert attrs["product_type"] == "GRD"
@@ -129,6 +135,9 @@ def test_iceye_sample_grd_stack(tmp_path, dask_scheduler, samples):
     for t, pid in enumerate(ds["product_id"].values):
         with rasterio.open(samples / "grd_stack" / f"{pid}.tif") as src:
             np.testing.assert_array_equal(ds["amplitude"].isel(time=t).values, src.read(1))
+            gcps, _ = src.gcps
+        stored = json.loads(str(ds["metadata"].values[t]))["gcps"]["points"]
+        assert len(stored) == 810 and stored == [[g.row, g.col, g.x, g.y, g.z] for g in gcps]
     assert list(ds["orbit_state"].values) == ["descending", "ascending", "ascending"]
     assert list(ds["incidence_angle"].values) == [29.5, 30.5, 28.5]
 
@@ -150,6 +159,23 @@ def test_gap_slices_store_no_chunks(tmp_path, dask_scheduler):
     assert stored_times == {i for i, v in enumerate(valid) if v}
     assert np.isnat(ds["acquisition_end"].values[~valid]).all()
     assert (ds["time"].values[1:] - ds["time"].values[:-1] == np.timedelta64(1, "D")).all()
+
+
+def test_gap_slices_hold_declared_fill_values(tmp_path, dask_scheduler):
+    """Readers other than xarray see declared missing values in gaps, not int64-minimum sentinels."""
+    _stack(tmp_path, "legacy-grd", (20, 24), n=4, days=8)
+    cfg = {"temporal_resolution": 1}
+    build_cube(str(tmp_path / "cat"), cfg, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    group = zarr.open_group(tmp_path / "cube.zarr", mode="r", zarr_format=3)
+    assert_gap_fill_values(group, zarr_format=3)
+    ds = xr.open_zarr(tmp_path / "cube.zarr")  # xarray decodes the fill values as before
+    gaps = ~ds["valid"].values
+    for name in ("acquisition_start", "acquisition_end"):
+        assert ds[name].dtype == "datetime64[ns]"
+        assert np.isnat(ds[name].values[gaps]).all() and not np.isnat(ds[name].values[~gaps]).any()
+    for name in ("incidence_angle", "calibration_factor"):
+        assert np.isnan(ds[name].values[gaps]).all() and not np.isnan(ds[name].values[~gaps]).any()
+    assert set(ds["product_id"].values[gaps]) == {""}
 
 
 def test_plan_is_printable_without_reading_pixels(tmp_path):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import zarr
+from helpers import assert_gap_fill_values
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.ingest import ingest
@@ -100,6 +102,26 @@ def test_insert_and_filled_gap_rewrite_only_what_moved(tmp_path, dask_scheduler)
         [EXE, "update", str(cube), "--scheduler", dask_scheduler], capture_output=True, text=True
     )
     assert r.returncode == 0 and "up to date" in r.stdout
+
+
+def test_update_with_gaps_equals_rebuild(tmp_path, dask_scheduler):
+    """Gap slices old and new carry the same fill values as a fresh build's (same bytes)."""
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
+    make_stack(tmp_path / "a", n=3, shape=(32, 32), start=START, days=6, seed=5)
+    ingest([str(tmp_path / "a")], cat)
+    cfg = {"temporal_resolution": 1}
+    build_cube(cat, cfg, str(cube), scheduler=dask_scheduler, register=False)
+    n_before = xr.open_zarr(cube).sizes["time"]
+    make_stack(tmp_path / "b", n=2, shape=(32, 32), start=START + timedelta(days=9), days=4, seed=6)
+    ingest([str(tmp_path / "b")], cat)
+    result = update_cube(str(cube), scheduler=dask_scheduler)
+    assert len(result.added) == 2
+    group = zarr.open_group(cube, mode="r", zarr_format=3)
+    assert group["valid"].shape[0] > n_before
+    assert_gap_fill_values(group, zarr_format=3)
+    rebuilt = tmp_path / "rebuilt.zarr"
+    build_cube(cat, cfg, str(rebuilt), scheduler=dask_scheduler, register=False)
+    assert _without_times(_objects(cube)) == _without_times(_objects(rebuilt))
 
 
 def test_insert_in_the_middle_rewrites_the_tail_only(tmp_path, dask_scheduler):

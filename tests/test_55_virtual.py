@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import fsspec
 import h5py
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ import rasterio
 import rasterio.shutil
 import s3fs
 import xarray as xr
+import zarr
+import zarr.storage
 from click.testing import CliRunner
-from helpers import PER_TIME_COORDS
+from helpers import PER_TIME_COORDS, assert_gap_fill_values
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.cli import cli
@@ -77,6 +80,11 @@ def test_generated_grd_virtual_equals_zarr(tmp_path, dask_scheduler, flavour, sh
     _assert_same_cube(virtual, open_cube(str(tmp_path / "cube.zarr")), "amplitude")
     gaps = ~virtual["valid"].values
     assert (virtual["amplitude"].values[gaps] == 0).all()
+    assert np.isnat(virtual["acquisition_start"].values[gaps]).all()
+    # Plain zarr (v2, kerchunk's format) over the references sees declared fill values in gaps.
+    fs = fsspec.filesystem("reference", fo=str(tmp_path / "cube.json"), asynchronous=True)
+    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+    assert_gap_fill_values(zarr.open_group(store, mode="r", zarr_format=2), zarr_format=2)
     orientation = virtual.attrs["icecube_cloud_virtual"]["orientation"]
     assert orientation == ("shadows-down" if flavour == "grd-cog" else "native")
     # A byte range per chunk, no pixels: smaller than the products (mostly their metadata here).

@@ -93,7 +93,7 @@ def exists(href: str, storage_options: Mapping[str, Any] | None) -> bool:
 
 
 class Fields:
-    """Read access to a product's lower-case metadata that raises ProductError naming the key."""
+    """Read access to a product's metadata by (lower-case) key; raises ProductError naming the key."""
 
     def __init__(self, href: str, metadata: Mapping[str, Any]) -> None:
         self.href = href
@@ -178,11 +178,15 @@ def corner_ring(fields: Fields, prefix: str = "coord_") -> tuple[tuple[float, fl
     return (*ring, ring[0])
 
 
-def legacy_fields(fields: Fields) -> dict[str, Any]:
+def legacy_fields(fields: Fields, metadata: Mapping[str, Any]) -> dict[str, Any]:
     """``ProductMetadata`` fields that the legacy GRD GeoTIFF and SLC HDF5 share.
 
-    Both formats carry the same ICEYE field names (upper-case GDAL tags vs lower-case datasets, both
-    lower-cased by the readers), so the mapping to the typed model lives here once.
+    Both formats carry the same ICEYE field names (upper-case GDAL tags vs lower-case datasets);
+    ``fields`` looks them up lower-case, so the mapping to the typed model lives here once.
+
+    Args:
+        fields: Lower-case access to the product's fields.
+        metadata: The full metadata to keep (``ProductMetadata.metadata``), as the reader stores it.
     """
     version = fields.metadata.get("processor_version")
     return {
@@ -207,5 +211,5 @@ def legacy_fields(fields: Fields) -> dict[str, Any]:
         "calibration_factor": fields.opt_float("calibration_factor"),
         "footprint": corner_ring(fields),
         "processing_software": {"ICEYE processor": str(version)} if version is not None else {},
-        "metadata": fields.metadata,
+        "metadata": metadata,
     }

@@ -125,8 +125,24 @@ def parse_tag_value(text: str) -> tuple[Any, bool]:
     return text, False
 
 
+def _short_floats(value: np.ndarray | np.generic) -> Any:
+    """Floats narrower than float64 as the shortest decimals that read back to the same value.
+
+    ``float32(1.006)`` is ``1.006``, not ``1.0060000419616699``: the value the file holds, as
+    h5py and numpy print it, and half as many characters in the metadata JSON.
+    """
+    return np.asarray(value).astype(str).astype(np.float64).tolist()
+
+
 def to_jsonable(value: Any) -> Any:
-    """Convert an HDF5/numpy value (bytes, numpy scalars and arrays) to JSON-able Python values."""
+    """Convert an HDF5/numpy value (bytes, numpy scalars and arrays) to JSON-able Python values.
+
+    Arrays keep their shape as nested lists (an ``(N, 1)`` dataset stays ``[[a], [b], ...]``).
+    """
+    if isinstance(value, np.ndarray | np.generic) and value.dtype.kind == "f":
+        if value.dtype.itemsize < 8:
+            return _jsonable(_short_floats(value))
+        return _jsonable(value.tolist())
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "SO":
             return [to_jsonable(v) for v in value.tolist()]
@@ -136,17 +152,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     return _jsonable(value)
-
-
-def squeeze_singletons(value: Any) -> Any:
-    """Flatten ``[[a], [b], ...]`` (HDF5 ``(N, 1)`` string arrays) to ``[a, b, ...]``."""
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, list) and len(v) == 1 and not isinstance(v[0], list) for v in value)
-    ):
-        return [v[0] for v in value]
-    return value
 
 
 def parse_utc(value: Any, *, key: str) -> datetime:

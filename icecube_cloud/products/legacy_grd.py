@@ -1,11 +1,18 @@
-"""Reader of legacy ICEYE GRD GeoTIFFs (product spec 2.x): metadata in GDAL tags, RPC, GCPs."""
+"""Reader of legacy ICEYE GRD GeoTIFFs (product spec 2.x): metadata in GDAL tags, RPC, GCPs.
+
+The stored metadata holds every tag of the default namespace under its lower-cased name (GDAL
+metadata keys are case-insensitive), the RPC namespace as ``rpc`` and the GCPs as ``gcps``.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import rasterio
+from rasterio.control import GroundControlPoint as RioGCP
+from rasterio.crs import CRS
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products._common import TRUNCATED_KEY, Fields, legacy_fields
@@ -48,6 +55,29 @@ def rpc_dict(ds: rasterio.DatasetReader) -> dict[str, Any] | None:
     return {str(k).lower(): v for k, v in rpcs.to_dict().items()}
 
 
+GCP_COLUMNS = ("row", "col", "lon", "lat", "height")
+"""Order of the values of each point in the metadata's ``gcps`` entry."""
+
+
+def gcp_record(gcps: Sequence[RioGCP], crs: CRS | None) -> dict[str, Any]:
+    """The GCPs as a compact, lossless metadata entry: one ``[row, col, lon, lat, height]`` each.
+
+    ``row``/``col`` are GDAL's line/pixel in the file's grid, ``lon``/``lat`` the GCP's x/y in
+    ``crs``. Ids are listed only when they are not ``"1"``..``"N"``, infos only when any is set.
+    """
+    record: dict[str, Any] = {
+        "crs": crs.to_string() if crs is not None else None,
+        "columns": list(GCP_COLUMNS),
+        "points": [[g.row, g.col, g.x, g.y, g.z] for g in gcps],
+    }
+    ids = [g.id for g in gcps]
+    if ids != [str(k + 1) for k in range(len(gcps))]:
+        record["ids"] = ids
+    if any(g.info for g in gcps):
+        record["info"] = [g.info for g in gcps]
+    return record
+
+
 def read_legacy_grd(href: str, ds: rasterio.DatasetReader) -> ProductMetadata:
     """Describe an open legacy GRD GeoTIFF.
 
@@ -66,6 +96,8 @@ def read_legacy_grd(href: str, ds: rasterio.DatasetReader) -> ProductMetadata:
     if ds.count != 1:
         raise ProductError(href, f"legacy GRD must have 1 band, found {ds.count}")
     gcp_list, gcp_crs = ds.gcps
+    if gcp_list:
+        metadata["gcps"] = gcp_record(gcp_list, gcp_crs)
     if gcp_list and gcp_crs is not None and gcp_crs.to_epsg() != 4326:
         log.warning("%s: GCPs are in %s, not EPSG:4326", href, gcp_crs)
     gcps = tuple(
@@ -80,5 +112,5 @@ def read_legacy_grd(href: str, ds: rasterio.DatasetReader) -> ProductMetadata:
         pixel_spacing_azimuth=fields.opt_float("azimuth_spacing"),
         gcps=gcps,
         rpc=rpc,
-        **legacy_fields(fields),
+        **legacy_fields(fields, metadata),
     )

@@ -1,14 +1,20 @@
-"""Reader of legacy ICEYE SLC HDF5 files: ``s_i``/``s_q`` plus metadata as top-level datasets."""
+"""Reader of legacy ICEYE SLC HDF5 files: ``s_i``/``s_q`` plus metadata as top-level datasets.
+
+The stored metadata keeps the file's own dataset and group names (HDF5 names are case-sensitive:
+``posX``, ``RPC/LINE_OFF``) and array shapes (``(N, 1)`` datasets stay lists of one-element lists);
+the typed fields look names up case-insensitively.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import IO, Any
 
 import h5py
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products._common import Fields, legacy_fields
-from icecube_cloud.products._parse import squeeze_singletons, to_jsonable
+from icecube_cloud.products._parse import to_jsonable
 from icecube_cloud.products.model import ProductFormat, ProductMetadata
 
 PIXEL_DATASETS = ("s_i", "s_q")
@@ -16,17 +22,23 @@ PIXEL_DATASETS = ("s_i", "s_q")
 
 
 def _group_metadata(group: h5py.Group) -> dict[str, Any]:
-    """Every dataset of ``group`` (subgroups as dicts) as lower-case JSON-able values."""
+    """Every dataset of ``group`` (subgroups as dicts) under its own name, as JSON-able values."""
     out: dict[str, Any] = {}
     for name, obj in group.items():
         if name in PIXEL_DATASETS and group.name == "/":
             continue
-        key = name.lower()
         if isinstance(obj, h5py.Group):
-            out[key] = _group_metadata(obj)
+            out[name] = _group_metadata(obj)
         elif isinstance(obj, h5py.Dataset):
-            out[key] = squeeze_singletons(to_jsonable(obj[()]))
+            out[name] = to_jsonable(obj[()])
     return out
+
+
+def lower_case_view(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` with lower-case keys, for the typed fields (a lower-case name wins a clash)."""
+    view = {key.lower(): value for key, value in metadata.items()}
+    view.update({key: value for key, value in metadata.items() if key == key.lower()})
+    return view
 
 
 def _first(fields: Fields, *keys: str) -> float | None:
@@ -66,8 +78,9 @@ def read_legacy_slc(href: str, fileobj: IO[bytes] | str) -> ProductMetadata:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ProductError(href, f"not a readable HDF5 file: {exc}") from exc
-    rpc = metadata.get("rpc") if isinstance(metadata.get("rpc"), dict) else None
-    fields = Fields(href, metadata)
+    fields = Fields(href, lower_case_view(metadata))
+    group = fields.metadata.get("rpc")
+    rpc = lower_case_view(group) if isinstance(group, dict) else None
     return ProductMetadata(
         format=ProductFormat.LEGACY_SLC,
         shape=shape,
@@ -75,5 +88,5 @@ def read_legacy_slc(href: str, fileobj: IO[bytes] | str) -> ProductMetadata:
         pixel_spacing_range=_first(fields, "range_spacing", "slant_range_spacing"),
         pixel_spacing_azimuth=_first(fields, "azimuth_spacing", "azimuth_ground_spacing"),
         rpc=rpc,
-        **legacy_fields(fields),
+        **legacy_fields(fields, metadata),
     )

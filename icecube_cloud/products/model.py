@@ -138,8 +138,14 @@ class ProductMetadata:
     sidecar: Mapping[str, Any] | None = None
     """The sidecar STAC item (as a dict), for COG deliveries."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    """The full product metadata, lossless and JSON-serialisable: lower-case ICEYE field names ->
-    str / int / float / bool / None / nested lists (arrays as lists, never numpy-printed strings)."""
+    """The full product metadata, lossless and JSON-serialisable: field name -> str / int / float /
+    bool / None / nested lists (arrays as lists of their shape, never numpy-printed strings).
+
+    Legacy GRD: every GDAL tag lower-cased (GDAL keys are case-insensitive), ``rpc`` and ``gcps``
+    (``crs``, ``columns``, ``points``: one ``[row, col, lon, lat, height]`` per GCP). Legacy SLC:
+    every HDF5 dataset and group under its own name (``posX``, ``RPC/LINE_OFF``), ``(N, 1)``
+    arrays as ``N`` one-element lists. COG: the sidecar item's properties (``proj:transform`` in
+    its GDAL order, ``iceye:rpc``, ...). Floats narrower than float64 as their shortest decimal."""
 
     @property
     def level(self) -> ProductLevel:

@@ -34,6 +34,7 @@ from icecube_cloud.errors import ProductError, UsageError, portable_errors
 from icecube_cloud.plan import CubePlan, SourceRef
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.storage import StorageOptions, StorageTarget, is_remote
+from icecube_cloud.write.coords import coord_encoding
 from icecube_cloud.write.output import OutputKind, inspect_reference_output, refuse_foreign
 from icecube_cloud.write.source_refs import ZARR_HINT, ArrayRefs, SourceRefs, source_references
 from icecube_cloud.write.zarr_writer import STATUS_ATTR, skeleton
@@ -62,13 +63,13 @@ def _coords_store(
     ds = ds.drop_vars(plan.variable)
     if azimuth_desc:  # shadows-down files: file columns run backwards in azimuth
         ds = ds.assign_coords(azimuth=ds["azimuth"].values[::-1].copy())
-    enc = {
-        name: {"units": "microseconds since 1970-01-01", "dtype": "int64"}
-        for name in ("time", "acquisition_start", "acquisition_end")
-    }
     data: dict[str, Any] = {}
     ds.to_zarr(
-        zarr.storage.MemoryStore(data), zarr_format=2, consolidated=False, encoding=enc, mode="w"
+        zarr.storage.MemoryStore(data),
+        zarr_format=2,
+        consolidated=False,
+        encoding=coord_encoding(zarr_format=2),
+        mode="w",
     )
     return {k: _inline(v.to_bytes()) for k, v in data.items()}, attrs
 

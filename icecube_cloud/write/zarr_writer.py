@@ -37,6 +37,7 @@ from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.read.protocol import Window
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
+from icecube_cloud.write.coords import GAP_STRING, STRING_COORDS, coord_encoding
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +92,8 @@ def skeleton(
     # cost ~0.1 s of planning per 500 chunks.
     pixels = da.zeros((n, *plan.shape), dtype=plan.dtype, chunks=-1)
     strings = {
-        name: ("time", np.array(per_time(name, ""), dtype=object))
-        for name in (
-            "orbit_state",
-            "observation_direction",
-            "polarization",
-            "platform",
-            "product_id",
-        )
+        name: ("time", np.array(per_time(name, ""), dtype=object), {"comment": GAP_STRING})
+        for name in STRING_COORDS
     }
     ds = xr.Dataset(
         {plan.variable: (("time", "azimuth", "range"), pixels, _VARIABLE_ATTRS[plan.variable])},
@@ -125,8 +120,11 @@ def skeleton(
     if plan.labels is not None:
         _add_labels(ds, plan, label_vectors or [[] for _ in plan.slices])
     ds["time"].attrs["comment"] = "acquisition end (UTC), or bin start with temporal_resolution > 0"
-    ds["metadata"].attrs["comment"] = "full product metadata as JSON (lossless)"
+    ds["metadata"].attrs["comment"] = "full product metadata as JSON (lossless); " + GAP_STRING
     ds["incidence_angle"].attrs["units"] = "degree"
+    ds["valid"].attrs["comment"] = (
+        "false for gap slices: no image; their per-time coordinates hold fill values (NaT, NaN, '')"
+    )
     return ds
 
 
@@ -196,9 +194,7 @@ def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
             "chunks": (1, *plan.chunks),
             "compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
         }
-    for name in ("time", "acquisition_start", "acquisition_end"):
-        enc[name] = {"units": "microseconds since 1970-01-01", "dtype": "int64"}
-    return enc
+    return {**enc, **coord_encoding(zarr_format=3)}
 
 
 def stored_compression(root: Mapping[str, Any]) -> Compression | None:
