@@ -196,6 +196,7 @@ def test_unreachable_fails_fast_with_one_line(tmp_path: Path, unreachable: Path)
     assert message.startswith("ICEYE's sample products (iceye-samples/) not found")
     assert f"no {tmp_path / 'nowhere' / 'iceye-samples'}" in message
     assert f"no {repo.parent / 'shared' / 'iceye-samples'}" in message
+    assert " and fetching from 127.0.0.1:" in message
     assert "set ICECUBE_SHARED to a folder holding iceye-samples/" in message
 
 
