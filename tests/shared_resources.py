@@ -185,6 +185,7 @@ def require(
     try:
         return resolve(load_manifest(manifest)[name], env=env, repo=repo, cache=cache)
     except MissingResourceError as exc:
-        if env.get(ENV_REQUIRE, "") not in ("", "0"):
-            pytest.fail(f"{exc} ({ENV_REQUIRE}={env[ENV_REQUIRE]}: required here)", pytrace=False)
-        pytest.skip(str(exc))
+        reason = str(exc)
+    if env.get(ENV_REQUIRE, "") not in ("", "0"):
+        pytest.fail(f"{reason} ({ENV_REQUIRE}={env[ENV_REQUIRE]}: required here)", pytrace=False)
+    pytest.skip(reason)
