@@ -10,12 +10,13 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
-from icecube_cloud.errors import IcecubeError
+from icecube_cloud.errors import IcecubeError, IcecubeWarning
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,11 +87,44 @@ def _allow_href(f: F) -> F:
     )(f)
 
 
+class _WarningLines(logging.Handler):
+    """Prints each Python warning as one ``warning: <message>`` line on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def _route_warnings(verbose: bool) -> None:
+    """Python warnings go through logging (``py.warnings``) as one clean line each, icecube's once.
+
+    Not the raw ``<file>:<line>: <Category>: <message>`` text; ``--verbose`` adds class and source.
+    """
+    log = logging.getLogger("py.warnings")
+    log.propagate = False
+    if not any(isinstance(h, _WarningLines) for h in log.handlers):
+        log.addHandler(_WarningLines())
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        where = f" ({category.__name__} at {filename}:{lineno})" if verbose else ""
+        log.warning("%s%s", message, where)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("once", category=IcecubeWarning)
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _route_warnings(verbose)
     if not verbose:
         # dask.distributed configures its own INFO-level loggers on import; keep the CLI output clean.
         import distributed  # noqa: F401

@@ -52,6 +52,18 @@ def worker_environment() -> Iterator[None]:
         yield
 
 
+def worker_log_level() -> int:
+    """The level from which local worker processes print their logs on our stderr.
+
+    Workers are processes of their own whose ``distributed`` loggers write to the stderr they
+    inherit: a failed task logs "Compute Failed" and a traceback there, while the client raises the
+    same error to the caller. They print no more than this process's ``distributed`` logger does
+    (the CLI without ``--verbose`` silences it, so a user sees only the CLI's one ``error:`` line),
+    and at least errors otherwise.
+    """
+    return max(logging.ERROR, logging.getLogger("distributed").getEffectiveLevel())
+
+
 @contextmanager
 def local_cluster(
     workers: int | None = None,
@@ -67,6 +79,7 @@ def local_cluster(
         **kwargs: More :class:`distributed.LocalCluster` arguments (e.g. ``memory_limit``).
     """
     n = workers or os.cpu_count() or 1
+    options: dict[str, Any] = {"silence_logs": worker_log_level(), **kwargs}
     with contextlib.ExitStack() as stack:
         with worker_environment():
             cluster = stack.enter_context(
@@ -75,8 +88,7 @@ def local_cluster(
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=dashboard_address,
-                    silence_logs=logging.ERROR,
-                    **kwargs,
+                    **options,
                 )
             )
         yield stack.enter_context(Client(cluster))

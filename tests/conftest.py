@@ -1,4 +1,4 @@
-"""Shared fixtures: ICEYE sample paths and real components (dask clusters, S3 via moto, a pgstac API)."""
+"""Shared fixtures: ICEYE samples, STAC schemas, real components (dask, S3 via moto, a pgstac API)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import shared_resources
 from distributed import Client
 
 from icecube_cloud.cluster import local_cluster
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SAMPLES = SHARED / "iceye-samples"
-SCHEMAS = SHARED / "stac-schemas"
 DASK = str(Path(sys.executable).parent / "dask")
 
 
 @pytest.fixture(scope="session")
 def samples() -> Path:
-    """ICEYE's own test products (read-only; never written to)."""
-    if not SAMPLES.is_dir():
-        pytest.skip(f"ICEYE samples not found at {SAMPLES}")
-    return SAMPLES
+    """ICEYE's own test products, laid out as ``../shared/iceye-samples`` (read-only; never written to).
+
+    Found or fetched by ``shared_resources.require``; skips with one line saying how to get them.
+    """
+    return shared_resources.require("iceye-samples")
+
+
+@pytest.fixture(scope="session")
+def stac_schemas() -> Path:
+    """The offline STAC schema mirror, laid out as ``../shared/stac-schemas`` (``validate_stac``)."""
+    return shared_resources.require("stac-schemas")
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,11 @@ from icecube_cloud.products import ProductFormat, find_products, read_product
 from icecube_cloud.products._parse import parse_numpy_array, parse_tag_value
 from icecube_cloud.synthetic import SyntheticSpec, write_cog, write_legacy_grd, write_legacy_slc
 
-SAMPLES = Path(__file__).parents[1].parent / "shared" / "iceye-samples"
-GRD0 = SAMPLES / "grd_stack" / "ICEYE_GRD_54549_20210427T215124_hollow_10x10pixels_fake_0.tif"
-SLC0 = SAMPLES / "slc_stack" / "ICEYE_SLC_54549_20210427T215124_hollow_20x20pixels_fake_0.h5"
-OPEN_GRD = SAMPLES / "opendata" / "ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLEDF_crop_GRD.json"
-OPEN_SLC = SAMPLES / "opendata" / "ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLEDF_crop_SLC.json"
-
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="ICEYE samples not available")
+# Inside the ``samples`` fixture's folder (ICEYE's samples, ``../shared/iceye-samples``).
+GRD0 = "grd_stack/ICEYE_GRD_54549_20210427T215124_hollow_10x10pixels_fake_0.tif"
+SLC0 = "slc_stack/ICEYE_SLC_54549_20210427T215124_hollow_20x20pixels_fake_0.h5"
+OPEN_GRD = "opendata/ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLEDF_crop_GRD.json"
+OPEN_SLC = "opendata/ICEYE_6Q31WW_20251110T182058Z_7010715_X56_SLEDF_crop_SLC.json"
 
 
 # --- parsing of numpy-printed strings ------------------------------------------------------------
@@ -62,11 +60,10 @@ def test_parse_numpy_prints() -> None:
 # --- the ICEYE samples ---------------------------------------------------------------------------
 
 
-@needs_samples
-def test_legacy_grd_sample() -> None:
-    meta = read_product(GRD0)
+def test_legacy_grd_sample(samples: Path) -> None:
+    meta = read_product(samples / GRD0)
     assert meta.format is ProductFormat.LEGACY_GRD
-    assert meta.product_id == GRD0.stem
+    assert meta.product_id == Path(GRD0).stem
     assert meta.acquisition_end == datetime(2021, 4, 28, 21, 51, 30, 25535, tzinfo=UTC)
     assert meta.acquisition_start == datetime(2021, 4, 27, 21, 51, 24, 929476, tzinfo=UTC)
     assert meta.incidence_angle == 30.5
@@ -93,12 +90,11 @@ def test_legacy_grd_sample() -> None:
     assert_clean_metadata(meta.metadata)
 
 
-@needs_samples
-def test_legacy_grd_sample_metadata_keeps_every_gcp() -> None:
+def test_legacy_grd_sample_metadata_keeps_every_gcp(samples: Path) -> None:
     """A cube's metadata alone geolocates its pixels: all GCPs (row, col, lon, lat, height)."""
-    meta = read_product(GRD0)
+    meta = read_product(samples / GRD0)
     stored = json.loads(json.dumps(dict(meta.metadata)))["gcps"]
-    with rasterio.open(GRD0) as src:
+    with rasterio.open(samples / GRD0) as src:
         gcps, crs = src.gcps
         rpcs = src.rpcs.to_dict()
     assert len(gcps) == 810 and len(stored["points"]) == 810
@@ -110,18 +106,16 @@ def test_legacy_grd_sample_metadata_keeps_every_gcp() -> None:
     assert meta.metadata["rpc"] == rpcs
 
 
-@needs_samples
-def test_legacy_grd_samples_differ_where_documented() -> None:
-    metas = [read_product(p) for p in sorted((SAMPLES / "grd_stack").glob("*.tif"))]
+def test_legacy_grd_samples_differ_where_documented(samples: Path) -> None:
+    metas = [read_product(p) for p in sorted((samples / "grd_stack").glob("*.tif"))]
     assert [m.incidence_angle for m in metas] == [30.5, 29.5, 28.5]
     assert [m.orbit_state for m in metas] == ["ascending", "descending", "ascending"]
 
 
-@needs_samples
-def test_legacy_slc_sample() -> None:
-    meta = read_product(SLC0)
+def test_legacy_slc_sample(samples: Path) -> None:
+    meta = read_product(samples / SLC0)
     assert meta.format is ProductFormat.LEGACY_SLC
-    assert meta.product_id == SLC0.stem
+    assert meta.product_id == Path(SLC0).stem
     assert meta.shape == (20, 20)
     assert meta.dtype == "float32"
     assert meta.platform == "ICEYE-X9"
@@ -137,21 +131,19 @@ def test_legacy_slc_sample() -> None:
     assert_clean_metadata(meta.metadata, lower_case=False)
 
 
-@needs_samples
-def test_legacy_slc_sample_metadata_keeps_names_and_shapes() -> None:
+def test_legacy_slc_sample_metadata_keeps_names_and_shapes(samples: Path) -> None:
     """Every dataset of ICEYE's SLC under its own name, with its shape and value (h5py's view)."""
-    meta = read_product(SLC0)
+    meta = read_product(samples / SLC0)
     stored = json.loads(json.dumps(dict(meta.metadata)))
-    with h5py.File(SLC0) as h5:
+    with h5py.File(samples / SLC0) as h5:
         assert h5["antenna_pattern_compensation"].shape == (7424, 1)
         assert h5["state_vector_time_utc"].shape == (81, 1)
         assert {"posX", "velY", "angZ", "RPC"} <= set(h5)
         assert_same_as_hdf5(stored, h5)
 
 
-@needs_samples
-def test_opendata_grd_sidecar() -> None:
-    meta = read_product(OPEN_GRD)
+def test_opendata_grd_sidecar(samples: Path) -> None:
+    meta = read_product(samples / OPEN_GRD)
     assert meta.format is ProductFormat.GRD_COG
     assert meta.product_id == "ICEYE_7010715_GRD-COG_231f0ca0-9023-5e80-8538-d082f4c965bf_1"
     assert meta.center_frequency_ghz == 9.6
@@ -179,23 +171,21 @@ def test_opendata_grd_sidecar() -> None:
         assert meta.metadata[key] == sidecar[key], key
 
 
-@needs_samples
-def test_opendata_slc_sidecar() -> None:
-    meta = read_product(OPEN_SLC)
+def test_opendata_slc_sidecar(samples: Path) -> None:
+    meta = read_product(samples / OPEN_SLC)
     assert meta.format is ProductFormat.SLC_COG
     assert meta.shape == (512, 512)
     assert meta.dtype == "float32"
     assert meta.pixel_spacing_azimuth == pytest.approx(0.043616)
 
 
-@needs_samples
-def test_find_products_in_samples() -> None:
-    found = find_products(SAMPLES)
+def test_find_products_in_samples(samples: Path) -> None:
+    found = find_products(samples)
     names = [Path(p).name for p in found]
     assert len(names) == 8
     assert not any(n.endswith(".png") or n.startswith("config") for n in names)
     assert found == sorted(found)
-    assert find_products(GRD0) == [str(GRD0)]
+    assert find_products(samples / GRD0) == [str(samples / GRD0)]
 
 
 # --- error cases -------------------------------------------------------------------------------
@@ -280,10 +270,16 @@ def test_find_products_skips_sidecar_when_tif_present(tmp_path: Path, small: Syn
     assert find_products(only_json) == [str(only_json / sidecar.name)]
 
 
-@needs_samples
-def test_expected_format_is_a_shortcut_not_a_different_answer() -> None:
+def test_expected_format_is_a_shortcut_not_a_different_answer(samples: Path) -> None:
     # The build's source check passes the catalog's format: a legacy GRD is read without sniffing
     # or sidecar lookups, and the metadata is the same; a file of another format is still detected.
-    assert read_product(GRD0, expected=ProductFormat.LEGACY_GRD) == read_product(GRD0)
-    assert read_product(SLC0, expected=ProductFormat.LEGACY_GRD) == read_product(SLC0)
-    assert read_product(OPEN_GRD, expected=ProductFormat.LEGACY_GRD).format is ProductFormat.GRD_COG
+    assert read_product(samples / GRD0, expected=ProductFormat.LEGACY_GRD) == read_product(
+        samples / GRD0
+    )
+    assert read_product(samples / SLC0, expected=ProductFormat.LEGACY_GRD) == read_product(
+        samples / SLC0
+    )
+    assert (
+        read_product(samples / OPEN_GRD, expected=ProductFormat.LEGACY_GRD).format
+        is ProductFormat.GRD_COG
+    )

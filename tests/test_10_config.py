@@ -20,7 +20,11 @@ from icecube_cloud.config import (
 )
 from icecube_cloud.errors import ConfigError, IgnoredConfigKeyWarning
 
-SAMPLES = Path(__file__).parents[1].parent / "shared" / "iceye-samples" / "json_config"
+
+@pytest.fixture
+def sample_configs(samples: Path) -> Path:
+    """icecube's own sample configs (``iceye-samples/json_config``)."""
+    return samples / "json_config"
 
 
 def _err(obj: dict[str, Any]) -> ConfigError:
@@ -33,9 +37,9 @@ def _err(obj: dict[str, Any]) -> ConfigError:
 # --- the original icecube sample configs --------------------------------------------------------
 
 
-def test_sample_use_case1() -> None:
+def test_sample_use_case1(sample_configs: Path) -> None:
     with pytest.warns(IgnoredConfigKeyWarning, match="space_overlap"):
-        cfg = load_config(str(SAMPLES / "config_use_case1.json"))
+        cfg = load_config(str(sample_configs / "config_use_case1.json"))
     assert cfg.start_date == date(2020, 4, 2)
     assert cfg.end_date == date(2021, 4, 20)
     assert (cfg.min_incidence_angle, cfg.max_incidence_angle) == (20.0, 21.0)
@@ -44,17 +48,17 @@ def test_sample_use_case1() -> None:
     assert cfg.raw["start_date"] == "20200402"
 
 
-def test_sample_use_case2_unknown_keys() -> None:
+def test_sample_use_case2_unknown_keys(sample_configs: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(str(SAMPLES / "config_use_case2.json"))
+        load_config(str(sample_configs / "config_use_case2.json"))
     assert info.value.key == "test1"
     assert "unknown key" in str(info.value)
     assert info.value.exit_code == 2
 
 
-def test_sample_use_case3_fractional_resolution() -> None:
+def test_sample_use_case3_fractional_resolution(sample_configs: Path) -> None:
     with pytest.raises(ConfigError, match="whole number") as info:
-        load_config(str(SAMPLES / "config_use_case3.json"))
+        load_config(str(sample_configs / "config_use_case3.json"))
     assert info.value.key == "temporal_resolution"
 
 
@@ -63,28 +67,30 @@ def test_sample_use_case3_fractional_resolution() -> None:
     [("config_use_case4.json", date(2021, 4, 27), date(2021, 4, 27)),
      ("config_use_case5.json", date(2021, 4, 25), date(2021, 4, 30))],
 )  # fmt: skip
-def test_sample_use_case4_5_int_overlap(name: str, start: date, end: date) -> None:
-    cfg = load_config(str(SAMPLES / name))
+def test_sample_use_case4_5_int_overlap(
+    sample_configs: Path, name: str, start: date, end: date
+) -> None:
+    cfg = load_config(str(sample_configs / name))
     assert (cfg.start_date, cfg.end_date) == (start, end)
     assert cfg.temporal_overlap is True  # `1` accepted as true for icecube compatibility
     assert cfg.temporal_resolution == 1
     assert (cfg.min_incidence_angle, cfg.max_incidence_angle) == (20.0, 34.0)
 
 
-def test_sample_use_case6_defaults() -> None:
-    cfg = load_config(str(SAMPLES / "config_use_case6.json"))
+def test_sample_use_case6_defaults(sample_configs: Path) -> None:
+    cfg = load_config(str(sample_configs / "config_use_case6.json"))
     assert cfg.temporal_resolution == 0 and cfg.temporal_overlap is True
 
 
-def test_sample_default_empty() -> None:
-    cfg = load_config(str(SAMPLES / "config_use_case_default.json"))
+def test_sample_default_empty(sample_configs: Path) -> None:
+    cfg = load_config(str(sample_configs / "config_use_case_default.json"))
     assert cfg == CubeConfig()
     # Products only: a catalog also holds cube items (and later labels).
     assert search_params(cfg).collections == ("iceye-grd", "iceye-slc")
 
 
-def test_every_sample_is_covered() -> None:
-    names = {p.name for p in SAMPLES.glob("*.json")}
+def test_every_sample_is_covered(sample_configs: Path) -> None:
+    names = {p.name for p in sample_configs.glob("*.json")}
     assert names == {f"config_use_case{i}.json" for i in range(1, 7)} | {
         "config_use_case_default.json"
     }

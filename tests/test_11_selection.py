@@ -19,8 +19,6 @@ from icecube_cloud.errors import (
 )
 from icecube_cloud.selection import Acquisition, TimeAxis, TimeSlice, select
 
-OPENDATA = Path(__file__).parents[1].parent / "shared" / "iceye-samples" / "opendata"
-
 
 def at(day: int, hour: int = 12, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2021, 4, day, hour, minute, second, tzinfo=UTC)
@@ -85,10 +83,10 @@ def test_from_item_errors_name_the_item(props: dict[str, Any]) -> None:
         Acquisition.from_item(_item(**props))
 
 
-def test_from_item_opendata_sidecars() -> None:
+def test_from_item_opendata_sidecars(samples: Path) -> None:
     acqs = [
         Acquisition.from_item(pystac.Item.from_file(str(p)))
-        for p in sorted(OPENDATA.glob("*.json"))
+        for p in sorted((samples / "opendata").glob("*.json"))
     ]
     assert [a.product_level for a in acqs] == ["GRD", "SLC"]
     assert acqs[0].end == datetime(2025, 11, 10, 18, 21, 25, 353000, tzinfo=UTC)
@@ -208,9 +206,9 @@ def test_bins_ignore_temporal_overlap() -> None:
     assert select(acqs, cfg(temporal_resolution=1, temporal_overlap=False)).item_ids == ("a",)
 
 
-def test_sample_use_case4_one_day() -> None:
+def test_sample_use_case4_one_day(samples: Path) -> None:
     # the icecube sample: 2021-04-27, 20..34 deg, 1-day bins
-    c = load_config(str(OPENDATA.parent / "json_config" / "config_use_case4.json"))
+    c = load_config(str(samples / "json_config" / "config_use_case4.json"))
     acqs = [acq("x", at(27, 8), 22.0), acq("y", at(27, 9), 33.0), acq("z", at(28, 1), 25.0)]
     axis = select(acqs, c)
     assert axis.item_ids == ("x",) and axis.times == (datetime(2021, 4, 27, tzinfo=UTC),)

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from icecube_cloud.errors import ConfigError
 from icecube_cloud.stac.search import SearchParams, match_item, search_items
 
-OPENDATA = Path(__file__).parents[1].parent / "shared" / "iceye-samples" / "opendata"
 T0 = datetime(2021, 4, 27, 10, 0, 0, tzinfo=UTC)
 
 
@@ -214,8 +213,9 @@ def test_search_items_sorted_by_datetime_then_id() -> None:
     assert [i.id for i in found] == ["a", "b", "c"]
 
 
-def test_opendata_sidecar_items() -> None:
-    items = [pystac.Item.from_file(str(p)) for p in sorted(OPENDATA.glob("*.json"))]
+def test_opendata_sidecar_items(samples: Path) -> None:
+    opendata = samples / "opendata"
+    items = [pystac.Item.from_file(str(p)) for p in sorted(opendata.glob("*.json"))]
     assert len(items) == 2
     day = SearchParams(
         datetime=(

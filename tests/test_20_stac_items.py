@@ -22,10 +22,6 @@ from icecube_cloud.stac.items import (
 )
 from icecube_cloud.stac.validate import validate_stac
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SCHEMAS = SHARED / "stac-schemas"
-SAMPLES = SHARED / "iceye-samples"
-
 
 def legacy_grd(**overrides: Any) -> ProductMetadata:
     """A legacy GRD GeoTIFF as the reader would describe it (realistic ICEYE 2.x values)."""
@@ -102,9 +98,9 @@ def legacy_slc(**overrides: Any) -> ProductMetadata:
     return ProductMetadata(**fields)
 
 
-def cog_grd() -> ProductMetadata:
+def cog_grd(samples: Path) -> ProductMetadata:
     """The real ICEYE Open Data GRD-COG sidecar, as the COG reader would turn it into metadata."""
-    sidecar_path = next((SAMPLES / "opendata").glob("*_GRD.json"))
+    sidecar_path = next((samples / "opendata").glob("*_GRD.json"))
     sidecar = json.loads(sidecar_path.read_text())
     p = sidecar["properties"]
     c, a, b, f, d, e = p["proj:transform"]  # GDAL order in the sidecar -> affine order
@@ -147,6 +143,11 @@ def cog_grd() -> ProductMetadata:
 ALL = [legacy_grd, legacy_slc, cog_grd]
 
 
+def made(make: Any, request: pytest.FixtureRequest) -> ProductMetadata:
+    """``make()``; ``cog_grd`` reads ICEYE's sidecar from the ``samples`` fixture."""
+    return make(request.getfixturevalue("samples")) if make is cog_grd else make()
+
+
 def item_dict(item: pystac.Item) -> dict[str, Any]:
     return item.to_dict(include_self_link=False, transform_hrefs=False)
 
@@ -163,9 +164,11 @@ def catalogued(item: pystac.Item) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("make", ALL, ids=lambda f: f.__name__)
-def test_items_validate_offline(make: Any) -> None:
-    item = product_to_item(make())
-    report = validate_stac(catalogued(item), SCHEMAS)
+def test_items_validate_offline(
+    make: Any, request: pytest.FixtureRequest, stac_schemas: Path
+) -> None:
+    item = product_to_item(made(make, request))
+    report = validate_stac(catalogued(item), stac_schemas)
     assert report.valid, report.errors
     assert report.skipped == ()
     assert item.stac_extensions and all(
@@ -173,31 +176,33 @@ def test_items_validate_offline(make: Any) -> None:
     )
 
 
-def test_standalone_item_lacks_only_the_collection_link() -> None:
-    errors = validate_stac(product_to_item(legacy_grd()), SCHEMAS).errors
+def test_standalone_item_lacks_only_the_collection_link(stac_schemas: Path) -> None:
+    errors = validate_stac(product_to_item(legacy_grd()), stac_schemas).errors
     assert len(errors) == 1 and "collection" in errors[0]
 
 
-def test_broken_item_fails_validation() -> None:
+def test_broken_item_fails_validation(stac_schemas: Path) -> None:
     bad = catalogued(product_to_item(legacy_grd()))
     bad["properties"]["sar:polarizations"] = "VV"
     bad["properties"]["view:incidence_angle"] = 120
-    report = validate_stac(bad, SCHEMAS)
+    report = validate_stac(bad, stac_schemas)
     assert not report.valid
     joined = "\n".join(report.errors)
     assert "sar:polarizations" in joined and "view:incidence_angle" in joined
 
 
-def test_iceye_schema_is_skipped_not_fetched() -> None:
-    sidecar = json.loads(next((SAMPLES / "opendata").glob("*_GRD.json")).read_text())
-    report = validate_stac(sidecar, SCHEMAS)
+def test_iceye_schema_is_skipped_not_fetched(samples: Path, stac_schemas: Path) -> None:
+    sidecar = json.loads(next((samples / "opendata").glob("*_GRD.json")).read_text())
+    report = validate_stac(sidecar, stac_schemas)
     assert report.skipped == ("https://sar.iceye.com/schema/product-spec/v0.2.2/schema.json",)
 
 
-def test_unknown_extension_is_an_error() -> None:
+def test_unknown_extension_is_an_error(stac_schemas: Path) -> None:
     d = catalogued(product_to_item(legacy_grd()))
     d["stac_extensions"].append("https://example.com/ext/v9/schema.json")
-    assert any("not found in the offline mirror" in e for e in validate_stac(d, SCHEMAS).errors)
+    assert any(
+        "not found in the offline mirror" in e for e in validate_stac(d, stac_schemas).errors
+    )
 
 
 def test_legacy_grd_properties() -> None:
@@ -262,8 +267,8 @@ def test_legacy_slc_from_gcps() -> None:
     assert item_band_dtypes(item) == ("float32", "float32")
 
 
-def test_cog_from_real_sidecar() -> None:
-    meta = cog_grd()
+def test_cog_from_real_sidecar(samples: Path) -> None:
+    meta = cog_grd(samples)
     item = product_to_item(meta)
     p = item.properties
     sidecar_props = meta.sidecar["properties"] if meta.sidecar else {}
@@ -292,12 +297,12 @@ def test_datetime_falls_back_to_acquisition_end() -> None:
     assert product_to_item(legacy_grd()).datetime == legacy_grd().acquisition_end
 
 
-def test_footprint_from_transform_corners() -> None:
+def test_footprint_from_transform_corners(stac_schemas: Path) -> None:
     meta = legacy_grd(footprint=(), transform=(1e-5, 0.0, 24.8, 0.0, -1e-5, 60.2), crs="EPSG:4326")
     item = product_to_item(meta)
     assert item.bbox == pytest.approx([24.8, 60.2 - 2000e-5, 24.8 + 1500e-5, 60.2])
     assert item.properties["proj:code"] == "EPSG:4326"
-    assert validate_stac(catalogued(item), SCHEMAS).valid
+    assert validate_stac(catalogued(item), stac_schemas).valid
 
 
 def test_no_footprint_is_an_error_naming_the_product() -> None:
@@ -305,11 +310,11 @@ def test_no_footprint_is_an_error_naming_the_product() -> None:
         product_to_item(legacy_grd(footprint=()))
 
 
-def test_fractional_looks_kept_as_iceye_field() -> None:
+def test_fractional_looks_kept_as_iceye_field(stac_schemas: Path) -> None:
     item = product_to_item(legacy_grd(looks_azimuth=4.6))
     assert "sar:looks_azimuth" not in item.properties
     assert item.properties["iceye:looks_azimuth"] == 4.6
-    assert validate_stac(catalogued(item), SCHEMAS).valid
+    assert validate_stac(catalogued(item), stac_schemas).valid
 
 
 @pytest.mark.parametrize(
@@ -321,9 +326,13 @@ def test_fractional_looks_kept_as_iceye_field() -> None:
     ],
 )
 def test_accessors_roundtrip_through_json(
-    make: Any, fmt: ProductFormat, shape: tuple[int, int], dtypes: tuple[str, ...]
+    make: Any,
+    fmt: ProductFormat,
+    shape: tuple[int, int],
+    dtypes: tuple[str, ...],
+    request: pytest.FixtureRequest,
 ) -> None:
-    meta = make()
+    meta = made(make, request)
     item = pystac.Item.from_dict(item_dict(product_to_item(meta)))
     assert item_format(item) is fmt
     assert item_data_href(item) == meta.href
@@ -331,8 +340,8 @@ def test_accessors_roundtrip_through_json(
     assert item_band_dtypes(item) == dtypes
 
 
-def test_slc_cog_bands() -> None:
-    meta = cog_grd()
+def test_slc_cog_bands(samples: Path, stac_schemas: Path) -> None:
+    meta = cog_grd(samples)
     slc = ProductMetadata(
         **{
             **{f: getattr(meta, f) for f in meta.__dataclass_fields__},
@@ -348,7 +357,7 @@ def test_slc_cog_bands() -> None:
     bands = item.assets["slc-cog"].extra_fields["raster:bands"]
     assert [b["name"] for b in bands] == ["amplitude", "phase"]
     assert item.assets["slc-json"].href == "/data/x_SLC.json"
-    assert validate_stac(catalogued(item), SCHEMAS).valid
+    assert validate_stac(catalogued(item), stac_schemas).valid
 
 
 def test_accessor_errors_name_the_item() -> None:

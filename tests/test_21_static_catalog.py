@@ -11,7 +11,7 @@ from typing import Any
 
 import fsspec
 import pytest
-from test_20_stac_items import SCHEMAS, cog_grd, legacy_grd, legacy_slc
+from test_20_stac_items import cog_grd, legacy_grd, legacy_slc
 
 from icecube_cloud.errors import CatalogError
 from icecube_cloud.stac.collections import COLLECTION_IDS, load_collection
@@ -44,10 +44,10 @@ def item_files(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("cid", COLLECTION_IDS)
-def test_collections_validate_offline(cid: str) -> None:
+def test_collections_validate_offline(cid: str, stac_schemas: Path) -> None:
     coll = load_collection(cid)
     assert coll.id == cid
-    report = validate_stac(coll, SCHEMAS)
+    report = validate_stac(coll, stac_schemas)
     assert report.valid, report.errors
     assert load_collection(cid) is not coll  # fresh object each call
 
@@ -57,14 +57,16 @@ def test_unknown_collection() -> None:
         load_collection("iceye-foo")
 
 
-def test_create_on_first_upsert_and_layout(tmp_path: Path) -> None:
+def test_create_on_first_upsert_and_layout(
+    tmp_path: Path, samples: Path, stac_schemas: Path
+) -> None:
     root = tmp_path / "cat"
     with pytest.raises(CatalogError, match=str(root)):
         StaticCatalog.open(str(root))
     cat = StaticCatalog.open(str(root), create=True)
     assert list(cat.items()) == []
     assert not (root / "catalog.json").exists()
-    metas = [*grd_series(3), legacy_slc(), cog_grd()]
+    metas = [*grd_series(3), legacy_slc(), cog_grd(samples)]
     result = cat.upsert(product_to_item(m) for m in metas)
     assert set(result.added) == {m.product_id for m in metas} and result.updated == ()
     assert (root / "catalog.json").is_file()
@@ -74,7 +76,7 @@ def test_create_on_first_upsert_and_layout(tmp_path: Path) -> None:
     # every written object validates offline; links are relative, asset hrefs absolute
     for path in [root / "catalog.json", *root.glob("*/collection.json"), *item_files(root)]:
         data = json.loads(path.read_text())
-        report = validate_stac(data, SCHEMAS)
+        report = validate_stac(data, stac_schemas)
         assert report.valid, (path, report.errors)
         assert all(not link["href"].startswith(("/", "file:")) for link in data["links"]), path
     slc = json.loads(
@@ -145,9 +147,10 @@ def memory_url() -> Iterator[str]:
     fs.rm(url.removeprefix("memory://").split("/")[0], recursive=True)
 
 
-def test_fsspec_memory_url(memory_url: str) -> None:
+def test_fsspec_memory_url(memory_url: str, samples: Path) -> None:
+    cog = cog_grd(samples)
     cat = StaticCatalog.open(memory_url, create=True)
-    cat.upsert(product_to_item(m) for m in [*grd_series(2), cog_grd()])
+    cat.upsert(product_to_item(m) for m in [*grd_series(2), cog])
     cat.upsert([product_to_item(grd_series(1)[0])])
     fs = fsspec.filesystem("memory")
     path = memory_url.removeprefix("memory://")
@@ -155,10 +158,10 @@ def test_fsspec_memory_url(memory_url: str) -> None:
     assert len(fs.glob(f"{path}/*/*/*.json")) == 3
     again = StaticCatalog.open(f"{memory_url}/catalog.json")
     assert sorted(i.id for i in again.items()) == sorted(
-        ["ICEYE_GRD_STACK_00", "ICEYE_GRD_STACK_01", cog_grd().product_id]
+        ["ICEYE_GRD_STACK_00", "ICEYE_GRD_STACK_01", cog.product_id]
     )
-    cog = again.get_item("iceye-grd", cog_grd().product_id)
-    assert cog.assets["grd-cog"].href == cog_grd().href
+    stored = again.get_item("iceye-grd", cog.product_id)
+    assert stored.assets["grd-cog"].href == cog.href
 
 
 def test_missing_catalog_error_names_url() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import SCHEMAS
 
 from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.ingest import ingest
@@ -34,13 +33,13 @@ def built(tmp_path, dask_scheduler):
     return tmp_path, specs, cfg, result
 
 
-def test_cube_item_is_registered_and_valid(built):
+def test_cube_item_is_registered_and_valid(built, stac_schemas):
     tmp, _, _, result = built
     catalog = StaticCatalog.open(str(tmp / "cat"))
     items = list(catalog.items([CUBE_COLLECTION]))
     assert [it.id for it in items] == [result.item_id]
     item = items[0]
-    report = validate_stac(item.to_dict(), SCHEMAS)
+    report = validate_stac(item.to_dict(), stac_schemas)
     assert report.valid, report.errors
     assert item.assets["zarr"].href == str(tmp / "cube.zarr")
     assert item.assets["zarr"].media_type == ZARR_MEDIA_TYPE and item.assets["zarr"].roles == [
@@ -71,7 +70,7 @@ def test_cube_items_stay_out_of_product_searches(built, dask_scheduler):
     assert len(list(StaticCatalog.open(str(tmp / "cat")).items([CUBE_COLLECTION]))) == 1
 
 
-def test_virtual_cube_item_points_at_references(built, dask_scheduler):
+def test_virtual_cube_item_points_at_references(built, dask_scheduler, stac_schemas):
     tmp, _, cfg, _ = built
     result = build_cube(
         str(tmp / "cat"), cfg, str(tmp / "cube.json"), scheduler=dask_scheduler, format="kerchunk"
@@ -84,5 +83,5 @@ def test_virtual_cube_item_points_at_references(built, dask_scheduler):
     assert "zarr" not in item.assets
     assert item.assets["references"].href == str(tmp / "cube.json")
     assert item.assets["references"].media_type == "application/json"
-    report = validate_stac(item.to_dict(), SCHEMAS)
+    report = validate_stac(item.to_dict(), stac_schemas)
     assert report.valid, report.errors

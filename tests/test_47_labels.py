@@ -34,7 +34,6 @@ from icecube_cloud.stac.validate import validate_stac
 from icecube_cloud.synthetic import SyntheticSpec, write_cog, write_legacy_grd
 from icecube_cloud.synthetic.spec import geo
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "stac-schemas"
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 STEM = "ICEYE_GRD_54549_20210427T215124_hollow_10x10pixels_fake_"
 
@@ -65,13 +64,15 @@ def _mask_json(tmp_path: Path, samples: Path) -> Path:
 # --- icecube labels JSON (pixel coordinates) ------------------------------------------------------
 
 
-def test_sample_vector_labels_ingest_as_valid_items(sample_catalog: str, samples: Path) -> None:
+def test_sample_vector_labels_ingest_as_valid_items(
+    sample_catalog: str, samples: Path, stac_schemas: Path
+) -> None:
     result = ingest_labels(str(samples / "labels" / "dummy_vector_labels.json"), sample_catalog)
     assert sorted(result.products) == [f"{STEM}{i}" for i in range(3)]
     root = Path(sample_catalog) / "iceye-labels"
     for item_id, product in zip(result.items, result.products, strict=True):
         data = json.loads((root / item_id / f"{item_id}.json").read_text())
-        report = validate_stac(data, SCHEMAS)
+        report = validate_stac(data, stac_schemas)
         assert report.valid, report.errors
         props = data["properties"]
         assert props["label:type"] == "vector"
@@ -120,7 +121,7 @@ def test_bbox_raster_matches_hand_computed_inclusive_boxes(
 
 
 def test_segmentation_masks_land_exactly(
-    tmp_path: Path, sample_catalog: str, samples: Path
+    tmp_path: Path, sample_catalog: str, samples: Path, stac_schemas: Path
 ) -> None:
     result = ingest_labels(str(_mask_json(tmp_path, samples)), sample_catalog)
     by_product = _label_items(sample_catalog)
@@ -131,7 +132,7 @@ def test_segmentation_masks_land_exactly(
         assert item.properties["label:type"] == "raster"
         assert item.properties["label:tasks"] == ["segmentation"]
         assert item.assets["mask"].href == str(samples / "masks" / f"{pid}.png")
-        assert validate_stac(item.to_dict(transform_hrefs=False), SCHEMAS).valid
+        assert validate_stac(item.to_dict(transform_hrefs=False), stac_schemas).valid
         with rasterio.open(samples / "masks" / f"{pid}.png") as src:
             np.testing.assert_array_equal(label_mask([item], (10, 10), classes), src.read(1))
 
@@ -146,7 +147,7 @@ def test_masks_and_boxes_share_one_coding(
 
 
 def test_relative_mask_path_and_classification_tags(
-    tmp_path: Path, sample_catalog: str, samples: Path
+    tmp_path: Path, sample_catalog: str, samples: Path, stac_schemas: Path
 ) -> None:
     folder = tmp_path / "lbl"
     (folder / "masks").mkdir(parents=True)
@@ -161,7 +162,7 @@ def test_relative_mask_path_and_classification_tags(
     (item,) = _label_items(sample_catalog)[pid]
     assert item.assets["mask"].href == str(folder / "masks" / "m.png")
     assert item.properties["label:tasks"] == ["classification", "detection", "segmentation"]
-    assert validate_stac(item.to_dict(transform_hrefs=False), SCHEMAS).valid
+    assert validate_stac(item.to_dict(transform_hrefs=False), stac_schemas).valid
     classes = label_classes([item])
     got = label_mask([item], (10, 10), classes)
     assert got[7, 3] == classes["boat"]  # point: its pixel
@@ -280,7 +281,9 @@ def test_cog_lonlat_to_pixel_undoes_shadows_down(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("flavour", ["legacy", "cog"])
-def test_geojson_labels_land_where_rasterio_puts_them(tmp_path: Path, flavour: str) -> None:
+def test_geojson_labels_land_where_rasterio_puts_them(
+    tmp_path: Path, flavour: str, stac_schemas: Path
+) -> None:
     products = tmp_path / "products"
     products.mkdir()
     if flavour == "legacy":
@@ -300,7 +303,7 @@ def test_geojson_labels_land_where_rasterio_puts_them(tmp_path: Path, flavour: s
     result = ingest_labels(str(tmp_path / "map.geojson"), cat)
     assert len(result.products) == 1 and result.products[0] != "FAR_AWAY"  # matched by footprint
     (item,) = _label_items(cat)[result.products[0]]
-    assert validate_stac(item.to_dict(transform_hrefs=False), SCHEMAS).valid
+    assert validate_stac(item.to_dict(transform_hrefs=False), stac_schemas).valid
     ((wkt, cls),) = label_vectors([item])
     assert cls == "field"
     got = np.array(shapely.from_wkt(wkt).exterior.coords)[:-1]

@@ -233,3 +233,54 @@ def test_selection_errors_exit_1(stack, dask_scheduler):
     assert r.returncode == 1, r.stderr
     assert "the search found no item" in r.stderr and str(tmp / "cat") in r.stderr
     assert not (tmp / "c.zarr").exists()
+
+
+def test_worker_failure_is_one_error_line_without_verbose(stack):
+    """A task that fails in a worker process of the CLI's own cluster: no dask log, no traceback."""
+    tmp, specs = stack
+    assert (
+        run("catalog", "ingest", str(tmp / "products"), "--stac-url", str(tmp / "cat")).returncode
+        == 0
+    )
+    # After ingest, the product file is replaced by another image of the same name (one row more).
+    (other,) = make_stack(
+        tmp / "other", n=1, shape=(41, 30), start=specs[0].acquisition_end, flavour="legacy-grd"
+    )
+    changed = tmp / "products" / f"{specs[0].product_id}.tif"
+    changed.write_bytes((tmp / "other" / f"{other.product_id}.tif").read_bytes())
+    (tmp / "cfg.json").write_text("{}")
+    cat, cfg = str(tmp / "cat"), str(tmp / "cfg.json")
+    build = ("build", "--stac-url", cat, "--config", cfg, "--workers", "1", "-q")
+    r = run(*build, "--out", str(tmp / "cube.zarr"))
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"error: {changed}: image is 41x30 but item '{specs[0].product_id}' says 40x30"
+    ]
+    r = run(*build, "--out", str(tmp / "cube2.zarr"), "--verbose")
+    assert r.returncode == 1
+    assert "Traceback" in r.stderr and "Compute Failed" in r.stderr
+    assert r.stderr.splitlines()[-1].startswith(f"error: {changed}: image is 41x30")
+
+
+def test_config_warning_is_one_clean_line(stack, dask_scheduler):
+    tmp, _ = stack
+    assert (
+        run("catalog", "ingest", str(tmp / "products"), "--stac-url", str(tmp / "cat")).returncode
+        == 0
+    )
+    cfg = tmp / "cfg.json"
+    cfg.write_text(json.dumps({"space_overlap": True, "coregistered": True}))
+    cat, out, sched = str(tmp / "cat"), str(tmp / "cube.zarr"), dask_scheduler
+    r = run(
+        "build", "--stac-url", cat, "--config", str(cfg), "--out", out, "--scheduler", sched, "-q"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "warning: config key 'space_overlap' is accepted for icecube compatibility and ignored"
+    ]
+    r = run("search", "--stac-url", str(tmp / "cat"), "--config", str(cfg), "--verbose")
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "space_overlap" in ln]
+    assert (
+        line.startswith("warning: config key 'space_overlap'") and "IgnoredConfigKeyWarning" in line
+    )
