@@ -158,7 +158,6 @@ def test_classes_in_distinct_colours_with_a_legend(labelled_cube: str, tmp_path:
     for name in ("water", "ship_wake"):
         rgb = np.array([int(legend_colours[name][k : k + 2], 16) for k in (1, 3, 5)])
         assert (np.abs(pixels - rgb).sum(axis=-1) < 30).sum() > 100, name
-    shutil.copy(png, "/tmp/quicklook-classes.png")
 
 
 def _third_party_imports(package: Path) -> set[str]:
