@@ -265,7 +265,12 @@ def search_cmd(
     help="zarr: copy pixels into a Zarr cube; kerchunk: one reference JSON (--out *.json), no copy.",
 )
 @click.option("--scheduler", default=None, help="Existing dask scheduler (tcp://host:port).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local dask worker processes  [default: one per CPU core; unused with --scheduler]",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing cube at --out.")
 @click.option(
     "--no-register", is_flag=True, help="Do not register the cube as a STAC item in the catalog."
@@ -320,7 +325,12 @@ def build_cmd(
 @click.argument("cube")
 @click.option("--stac-url", default=None, help="Catalog to search (default: the cube's own).")
 @click.option("--scheduler", default=None, help="Existing dask scheduler (tcp://host:port).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local dask worker processes  [default: one per CPU core; unused with --scheduler]",
+)
 @_allow_href
 @_common
 def update_cmd(
@@ -407,7 +417,12 @@ def quicklook_cmd(cube: str, out: str, max_times: int, quiet: bool, verbose: boo
     show_default=True,
     help="Image edge (pixels).",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local dask worker processes  [default: one per CPU core]",
+)
 @click.option(
     "--cloud",
     is_flag=True,

@@ -15,21 +15,32 @@ from 136 to 347 MiB/s. The price is up to ``MALLOC_TRIM_THRESHOLD_`` of freed me
 Workers started by :func:`connect` get these settings; workers you start yourself (``dask worker``, the
 Kubernetes cluster of ``infra/``) get them from a dask config file
 (``infra/dask/workers.yaml``, installed in the image as ``/etc/dask/icecube-workers.yaml``).
+
+Scripts
+-------
+Worker processes are spawned: each imports the user's ``__main__`` script again before it starts, as
+``multiprocessing`` does, so a script that starts a build at module level without an
+``if __name__ == "__main__":`` guard would start it again in every worker, and every worker fails
+("Nanny failed to start"). :func:`local_cluster` recognises that case and refuses with one clear error.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
+import multiprocessing.spawn
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import FrameType
+from typing import Any, TypeGuard
 
 import dask.config
 from distributed import Client, LocalCluster
 
-from icecube_cloud.errors import IcecubeError
+from icecube_cloud.errors import IcecubeError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +75,59 @@ def worker_log_level() -> int:
     return max(logging.ERROR, logging.getLogger("distributed").getEffectiveLevel())
 
 
+def _is_main_guard(node: ast.AST) -> TypeGuard[ast.If]:
+    """Whether ``node`` is ``if __name__ == "__main__":`` (either operand order)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+        isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
+    )
+
+
+def unguarded_main_call() -> tuple[str, int] | None:
+    """The script and line whose top-level code, outside a ``__main__`` guard, is running this call.
+
+    Returns ``None`` when spawned worker processes will not import ``__main__`` again (interactive
+    sessions, notebooks, the ``fork`` start method) or when the call runs from a function or under
+    an ``if __name__ == "__main__":`` guard.
+    """
+    if dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "fork":
+        return None
+    # What a spawned process imports before it runs (multiprocessing.spawn.prepare): the script by
+    # path, or by module name for `python -m module` (never a package's __main__).
+    prep = multiprocessing.spawn.get_preparation_data("icecube-cloud")
+    name = prep.get("init_main_from_name")
+    if name is None and "init_main_from_path" not in prep:
+        return None
+    if name is not None and (name == "__main__" or name.endswith(".__main__")):
+        return None
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:
+        return None
+    frame: FrameType | None = sys._getframe(1)
+    line = None
+    while frame is not None:  # the outermost frame of the script's own top-level code
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if _is_main_guard(node) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            return None
+    return path, line
+
+
 @contextmanager
 def local_cluster(
     workers: int | None = None,
@@ -77,7 +141,20 @@ def local_cluster(
         workers: Worker processes (default: one per core).
         dashboard_address: Where the dashboard listens (``None``: no dashboard).
         **kwargs: More :class:`distributed.LocalCluster` arguments (e.g. ``memory_limit``).
+
+    Raises:
+        UsageError: Called from a script's top-level code that has no ``if __name__ == "__main__":``
+            guard (its worker processes would run the script again; see the module doc).
     """
+    unguarded = unguarded_main_call()
+    if unguarded is not None:
+        path, line = unguarded
+        raise UsageError(
+            f"{path}, line {line}: starts a local dask cluster while the script is imported, and "
+            "dask's worker processes import the script again (they would each run it again). Put "
+            'the script\'s work under `if __name__ == "__main__":`, or pass scheduler= the address '
+            "of a running dask cluster"
+        )
     n = workers or os.cpu_count() or 1
     options: dict[str, Any] = {"silence_logs": worker_log_level(), **kwargs}
     with contextlib.ExitStack() as stack:

@@ -173,9 +173,12 @@ def _filter(acquisitions: Sequence[Acquisition], cfg: CubeConfig) -> list[Acquis
         )
     levels = sorted({a.product_level for a in kept})
     if len(levels) > 1:
+        counts = [f"{sum(a.product_level == lv for a in kept)} {lv}" for lv in levels]
+        choices = " or ".join(f'"product_type": "{lv}"' for lv in levels)
         raise ConfigError(
             "product_type",
-            f"the selection mixes {' and '.join(levels)} images; set product_type to one of them",
+            f"the selection mixes {' and '.join(counts)} images and a cube holds one product "
+            f"type; add {choices} to the config",
         )
     kept.sort(key=lambda a: (a.end, a.item_id))
     for prev, cur in itertools.pairwise(kept):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from icecube_cloud.config import (
+    CONFIG_KEYS,
     Chunks,
     Compression,
     CubeConfig,
@@ -473,3 +475,14 @@ def test_roundtrip_keeps_space_overlap() -> None:
         warnings.simplefilter("ignore", IgnoredConfigKeyWarning)
         cfg = parse_config({"space_overlap": True})
         assert parse_config(cfg.to_dict()) == cfg
+
+
+def test_readme_config_table_lists_every_key() -> None:
+    """Every key the parser accepts is explained in the README's config table, and no other."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### The config", 1)[1].split("\n#", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {key for row in rows for key in re.findall(r"`(\w+)`", row)}
+    # space_overlap is explained in the coregistered row.
+    documented |= set(re.findall(r"`(space_overlap)`", section))
+    assert documented == set(CONFIG_KEYS)

@@ -135,6 +135,10 @@ def test_mixed_levels_need_product_type() -> None:
     with pytest.raises(ConfigError) as info:
         select(acqs, CubeConfig())
     assert info.value.key == "product_type" and info.value.exit_code == 2
+    assert str(info.value) == (
+        "config key 'product_type': the selection mixes 1 GRD and 1 SLC images and a cube holds "
+        'one product type; add "product_type": "GRD" or "product_type": "SLC" to the config'
+    )
     assert select(acqs, cfg(product_type="grd")).item_ids == ("g",)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.ingest import ingest
-from icecube_cloud.stac.cube_item import CUBE_COLLECTION, ZARR_MEDIA_TYPE
+from icecube_cloud.stac.cube_item import CUBE_COLLECTION, ZARR_MEDIA_TYPE, cube_item_id
 from icecube_cloud.stac.static import StaticCatalog
 from icecube_cloud.stac.validate import validate_stac
 from icecube_cloud.synthetic import make_stack
@@ -81,7 +82,17 @@ def test_virtual_cube_item_points_at_references(built, dask_scheduler, stac_sche
         if it.id == result.item_id
     )
     assert "zarr" not in item.assets
+    assert re.fullmatch(r"cube-cube-[0-9a-f]{10}", item.id), item.id  # no ".json" in the id
     assert item.assets["references"].href == str(tmp / "cube.json")
     assert item.assets["references"].media_type == "application/json"
     report = validate_stac(item.to_dict(), stac_schemas)
     assert report.valid, report.errors
+
+
+def test_cube_item_ids_are_clean_stable_and_unique_per_url():
+    urls = ["/d/cube.zarr", "/d/cube.json", "/e/cube.zarr", "s3://b/p/cube.zarr", "/d/my cube.zarr"]
+    ids = [cube_item_id(u) for u in urls]
+    assert len(set(ids)) == len(urls)  # one item per output location
+    assert [cube_item_id(u) for u in urls] == ids  # stable: a rebuild updates its item
+    assert all(re.fullmatch(r"cube-[A-Za-z0-9_.-]+-[0-9a-f]{10}", i) for i in ids), ids
+    assert [i.rsplit("-", 1)[0] for i in ids] == ["cube-cube"] * 4 + ["cube-my_cube"]

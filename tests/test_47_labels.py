@@ -80,11 +80,15 @@ def test_sample_vector_labels_ingest_as_valid_items(
         assert props["label:classes"] == [
             {"name": "class", "classes": ["rand-a", "rand-b", "rand-c"]}
         ]
+        # Links and assets inside the catalog are relative to the item (a movable catalog).
         (source,) = [ln for ln in data["links"] if ln["rel"] == "source"]
-        product_json = Path(source["href"].removeprefix("file://"))
+        assert source["href"] == f"../../iceye-grd/{product}/{product}.json"
+        product_json = root / item_id / source["href"]
         assert product_json.is_file() and json.loads(product_json.read_text())["id"] == product
         assert source["label:assets"] == ["grd-tiff"]
         assert data["assets"]["labels"]["roles"] == ["labels", "labels-vector"]
+        assert data["assets"]["labels"]["href"] == f"./{item_id}.geojson"
+        assert (root / item_id / f"{item_id}.geojson").is_file()
     # Re-ingest replaces, never duplicates.
     again = ingest_labels(str(samples / "labels" / "dummy_vector_labels.json"), sample_catalog)
     assert sorted(again.updated) == sorted(result.items) and not again.added

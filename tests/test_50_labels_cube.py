@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import rasterio
@@ -12,6 +13,7 @@ import xarray as xr
 from icecube_cloud.build import build_cube
 from icecube_cloud.ingest import ingest
 from icecube_cloud.labels import ingest_labels
+from icecube_cloud.stac.catalogs import open_catalog
 
 STEM = "ICEYE_GRD_54549_20210427T215124_hollow_10x10pixels_fake_"
 
@@ -114,3 +116,45 @@ def test_quicklook_of_a_labelled_cube(tmp_path, samples, dask_scheduler):
     with rasterio.open(png) as img:
         pixels = img.read()
     assert img.width > 300 and img.height > 200 and len(np.unique(pixels)) > 50
+
+
+def test_a_moved_catalog_builds_the_same_labelled_cube(tmp_path, samples, dask_scheduler):
+    """Hrefs into the catalog's folder are relative: move the folder, and a build still finds all."""
+    cat = tmp_path / "before" / "cat"
+    shutil.copytree(samples / "grd_stack", cat / "products")  # products kept in the catalog folder
+    ingest([str(cat / "products")], str(cat))
+    masks = [{"product_file": f"{STEM}0.tif",
+              "labels": {"segmentation": str(samples / "masks" / f"{STEM}0.png")}}]  # fmt: skip
+    (tmp_path / "masks.json").write_text(json.dumps(masks))
+    ingest_labels(str(tmp_path / "masks.json"), str(cat))
+    ingest_labels(str(samples / "labels" / "dummy_vector_labels.json"), str(cat))
+    build_cube(str(cat), {"labels": True}, str(tmp_path / "a.zarr"), scheduler=dask_scheduler)
+
+    pid = f"{STEM}0"
+    product = json.loads((cat / "iceye-grd" / pid / f"{pid}.json").read_text())
+    assert product["assets"]["grd-tiff"]["href"] == f"../../products/{pid}.tif"
+    (cube_json,) = (cat / "icecube-cubes").glob("*/*.json")
+    cube = json.loads(cube_json.read_text())
+    assert cube["assets"]["zarr"]["href"] == str(tmp_path / "a.zarr")  # outside: absolute
+    assert {ln["href"] for ln in cube["links"] if ln["rel"] == "derived_from"} == {
+        f"../../iceye-grd/{STEM}{i}/{STEM}{i}.json" for i in range(3)
+    }
+    mask_items = [json.loads(p.read_text()) for p in (cat / "iceye-labels").glob("*/*.json")]
+    hrefs = [a["href"] for it in mask_items for a in it["assets"].values()]
+    assert str(samples / "masks" / f"{STEM}0.png") in hrefs  # the user's mask: absolute
+    assert all(h.startswith("./") for h in hrefs if h.endswith(".geojson"))
+
+    moved = tmp_path / "after" / "moved-cat"
+    moved.parent.mkdir()
+    shutil.move(cat, moved)
+    for path in moved.rglob("*.json"):
+        assert "before" not in path.read_text(), path
+    items = list(open_catalog(str(moved)).items(["iceye-labels"]))
+    assert all(a.href.startswith(str(moved)) for it in items for a in it.assets.values()
+               if a.href.endswith(".geojson"))  # fmt: skip
+    build_cube(str(moved), {"labels": True}, str(tmp_path / "b.zarr"), scheduler=dask_scheduler)
+    a, b = xr.open_zarr(tmp_path / "a.zarr"), xr.open_zarr(tmp_path / "b.zarr")
+    assert int(b["labels"].astype(int).sum()) > 0
+    for name in ("amplitude", "labels", "label_geometry", "label_class", "product_id"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    assert a["labels"].attrs["flag_meanings"] == b["labels"].attrs["flag_meanings"]

@@ -8,6 +8,7 @@ and a ``derived_from`` link to every source item.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -31,8 +32,15 @@ def _iso(t: datetime) -> str:
 
 
 def cube_item_id(url: str) -> str:
-    """A stable item id for the cube at ``url`` (same output location → same item, updated on rebuild)."""
-    name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr") or "cube"
+    """A stable item id for the cube at ``url`` (same output location → same item, updated on rebuild).
+
+    ``cube-<name>-<hash>``: the output's base name without its ``.zarr`` (Zarr) or ``.json``
+    (kerchunk references) suffix, and a hash of the whole URL, so that ``a/cube.zarr`` and
+    ``a/cube.json`` stay two items.
+    """
+    base = url.rstrip("/").rsplit("/", 1)[-1]
+    name = base.removesuffix(".zarr") if base.endswith(".zarr") else base.removesuffix(".json")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "cube"
     return f"cube-{name}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
 
 

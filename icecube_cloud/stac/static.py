@@ -6,8 +6,12 @@ Layout under the root::
     <collection-id>/collection.json
     <collection-id>/<item-id>/<item-id>.json
 
-Links inside the catalog are relative; asset hrefs stay absolute (local path or ``s3://`` URL). The
-JSON is written directly (no pystac I/O): items first, then collections, the root catalog last.
+Every href that points inside the catalog's folder is written relative: structural links, links
+between items (a label's ``source``, a cube's ``derived_from``) and assets stored in the folder (label
+GeoJSON, products kept there), so the folder can be moved or copied as a whole (STAC best practices:
+a self-contained catalog). Hrefs outside the folder stay absolute (local path or ``s3://`` URL). Reading
+resolves relative hrefs against the item's own location: callers always see absolute hrefs. The JSON is
+written directly (no pystac I/O): items first, then collections, the root catalog last.
 """
 
 from __future__ import annotations
@@ -154,7 +158,7 @@ class StaticCatalog:
                 )
             path = self._item_path(cid, item.id)
             (updated if self._exists(path) else added).append(item.id)
-            self._write_json(path, self._item_dict(item))
+            self._write_json(path, self._item_dict(item, posixpath.dirname(path)))
             touched.setdefault(cid, []).append(item)
         for cid, coll_items in touched.items():
             self._write_collection(cid, coll_items)
@@ -163,10 +167,14 @@ class StaticCatalog:
         log.info("catalog %s: %d items added, %d updated", self.url, len(added), len(updated))
         return UpsertResult(added=tuple(added), updated=tuple(updated))
 
-    def _item_dict(self, item: pystac.Item) -> dict[str, Any]:
+    def _item_dict(self, item: pystac.Item, folder: str) -> dict[str, Any]:
         data = item.to_dict(include_self_link=False, transform_hrefs=False)
         cid = item.collection_id
-        kept = [ln for ln in data.get("links", []) if ln.get("rel") not in _STRUCTURAL]
+        kept = [
+            {**ln, "href": self._relative(ln["href"], folder)} if isinstance(ln.get("href"), str)
+            else ln
+            for ln in data.get("links", []) if ln.get("rel") not in _STRUCTURAL
+        ]  # fmt: skip
         data["links"] = [
             {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
             {"rel": "parent", "href": "../collection.json", "type": "application/json"},
@@ -178,7 +186,28 @@ class StaticCatalog:
             href = asset.get("href", "")
             if not (posixpath.isabs(href) or "://" in href):
                 raise CatalogError(f"item {item.id}: asset {key!r} href {href!r} is not absolute")
+            asset["href"] = self._relative(href, folder)
         return data
+
+    def _relative(self, href: str, folder: str) -> str:
+        """``href`` relative to ``folder`` when it points inside the catalog's folder, else as is."""
+        if "://" in href:
+            if href.split("://", 1)[0] not in self._protocols:
+                return href
+        elif not (posixpath.isabs(href) and "file" in self._protocols):
+            return href
+        path = posixpath.normpath(fsspec.core.strip_protocol(href))
+        if not path.startswith(self._root.rstrip("/") + "/"):
+            return href
+        rel = posixpath.relpath(path, folder)
+        return rel if rel.startswith("../") else f"./{rel}"
+
+    def _absolute(self, href: str, folder: str, *, as_url: bool) -> str:
+        """A relative ``href`` of a JSON file in ``folder`` made absolute (a path or URL)."""
+        if "://" in href or posixpath.isabs(href):
+            return href
+        path = posixpath.normpath(posixpath.join(folder, href))
+        return path if "file" in self._protocols and not as_url else self._display(path)
 
     def _write_collection(self, cid: str, items: list[pystac.Item]) -> None:
         path = self._collection_path(cid)
@@ -243,6 +272,11 @@ class StaticCatalog:
     # --- paths and I/O -----------------------------------------------------------------------
 
     @property
+    def _protocols(self) -> tuple[str, ...]:
+        protocol = self._fs.protocol
+        return tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)
+
+    @property
     def _catalog_path(self) -> str:
         return f"{self._root}/catalog.json"
 
@@ -282,6 +316,17 @@ class StaticCatalog:
 
     def _read_item(self, path: str) -> pystac.Item:
         data = self._read_json(path)
+        folder = posixpath.dirname(path)
+        for asset in (data.get("assets") or {}).values():
+            if isinstance(asset, dict) and isinstance(asset.get("href"), str):
+                asset["href"] = self._absolute(asset["href"], folder, as_url=False)
+        for link in data.get("links") or []:
+            if (
+                isinstance(link, dict)
+                and link.get("rel") not in _STRUCTURAL
+                and isinstance(link.get("href"), str)
+            ):
+                link["href"] = self._absolute(link["href"], folder, as_url=True)
         try:
             item = pystac.Item.from_dict(data, preserve_dict=False)
         except (KeyError, TypeError, ValueError, pystac.STACError, pystac.STACTypeError) as exc:
