@@ -149,21 +149,43 @@ def catalog() -> None:
 @click.option(
     "--stac-url", required=True, help="Static catalog (folder, catalog.json, s3://) to write to."
 )
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="Register what can be read and exit 0; unreadable product files are listed as warnings.",
+)
 @_common
-def ingest_cmd(sources: Sequence[str], stac_url: str, quiet: bool, verbose: bool) -> None:
-    """Register ICEYE products (files, folders, s3:// prefixes) as STAC items."""
+def ingest_cmd(
+    sources: Sequence[str], stac_url: str, skip_bad: bool, quiet: bool, verbose: bool
+) -> None:
+    """Register ICEYE products (files, folders, s3:// prefixes) as STAC items.
+
+    Every file that may be a product is read; the readable ones are registered, and each one that
+    cannot be read is named with its reason (exit 1, or 0 with --skip-bad).
+    """
     _logging(verbose)
 
     def run() -> None:
         from icecube_cloud.ingest import ingest
 
         result = ingest(
-            list(sources), stac_url, storage_options=_storage_options(), progress=CliProgress(quiet)
+            list(sources),
+            stac_url,
+            storage_options=_storage_options(),
+            progress=CliProgress(quiet),
+            skip_bad=True,  # the failures are reported here, one line each
         )
+        level = "warning" if skip_bad else "error"
+        for failure in result.failed:
+            click.echo(f"{level}: {failure.href}: {failure.reason}", err=True)
         n_added, n_updated = len(result.added), len(result.updated)
+        failed = f", {len(result.failed)} failed" if result.failed else ""
         click.echo(
             f"{stac_url}: {n_added} added, {n_updated} updated ({n_added + n_updated} products)"
+            + failed
         )
+        if result.failed and not skip_bad:
+            sys.exit(1)
 
     _run(run, verbose)
 

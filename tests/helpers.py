@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import rasterio
+import rasterio.shutil
+
+from icecube_cloud.synthetic import make_stack
 
 
 def _strings(value: Any) -> list[str]:
@@ -98,3 +104,71 @@ def assert_gap_fill_values(group: Any, zarr_format: int) -> None:
             assert "'' (this array's fill value) in gap slices" in attrs["comment"], name
             if zarr_format == 3:
                 assert array.fill_value == "", name
+
+
+def cut(path: Path, drop: int) -> None:
+    """Cut the last ``drop`` bytes off a file, as an interrupted download or copy does."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - drop])
+
+
+def header_first(tif: Path) -> Path:
+    """Rewrite a GeoTIFF with GDAL's CreateCopy: directory and tags before the pixels (many writers
+    do this), so that a cut file keeps an intact header. Pixels, tags, GCPs and RPC are kept."""
+    copy = tif.with_suffix(".copy.tif")
+    rasterio.shutil.copy(tif, copy, driver="GTiff")
+    copy.replace(tif)
+    return tif
+
+
+def write_good_and_broken(folder: Path) -> tuple[list[str], dict[str, str]]:
+    """A folder of good products of every flavour plus one broken file of each kind a user meets.
+
+    Returns:
+        The product ids of the good products, and each broken file (path relative to ``folder``)
+        with a regex its reason must match. ``README.txt`` and a plain ``catalog.json`` are there too:
+        clearly not products.
+    """
+    start = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
+    kw: dict[str, Any] = {"shape": (40, 30), "start": start, "days": 12}
+    grd = make_stack(folder, n=3, flavour="legacy-grd", seed=1, **kw)
+    cog = make_stack(folder / "cog", n=4, flavour="grd-cog", seed=2, **kw)
+    slc = make_stack(folder / "slc", n=3, flavour="legacy-slc", seed=3, **kw)
+    bad: dict[str, str] = {}
+
+    header_cut = folder / "ICEYE_GRD_CUT_IN_HEADER.tif"
+    header_cut.write_bytes((folder / f"{grd[2].product_id}.tif").read_bytes()[:300])
+    bad[header_cut.name] = r"truncated: the file has 300 bytes"
+    tags_cut = folder / "scene_cut_in_its_tags.tif"  # GDAL opens it, without its ICEYE tags
+    data = (folder / f"{grd[2].product_id}.tif").read_bytes()
+    tags_cut.write_bytes(data[: len(data) // 3])
+    bad[tags_cut.name] = r"truncated: .*TIFF tag"
+    no_angle = folder / "ICEYE_GRD_NO_ANGLE.tif"
+    no_angle.write_bytes(data)
+    with rasterio.open(no_angle, "r+") as ds:
+        ds.update_tags(INCIDENCE_CENTER="")
+    bad[no_angle.name] = r"missing required metadata field 'incidence_center'"
+    text = folder / "ICEYE_GRD_NOT_A_TIFF.tif"
+    text.write_text("this is a text file\n")
+    bad[text.name] = r"not a TIFF file"
+
+    missing_cog = folder / "cog" / f"{cog[1].product_id}_GRD.tif"
+    missing_cog.unlink()
+    bad[f"cog/{cog[1].product_id}_GRD.json"] = (
+        rf"data asset 'grd-cog' is missing.*{missing_cog.name}"
+    )
+    (folder / "cog" / f"{cog[2].product_id}_GRD.json").write_text('{"id": "cut short", "pro')
+    bad[f"cog/{cog[2].product_id}_GRD.tif"] = rf"{cog[2].product_id}_GRD\.json: .*not valid JSON"
+    cut(folder / "cog" / f"{cog[3].product_id}_GRD.tif", 2000)
+    bad[f"cog/{cog[3].product_id}_GRD.tif"] = r"truncated: the file has \d+ bytes"
+
+    cut(folder / "slc" / f"{slc[1].product_id}.h5", 5000)
+    bad[f"slc/{slc[1].product_id}.h5"] = r"truncated: "
+    with h5py.File(folder / "slc" / f"{slc[2].product_id}.h5", "r+") as h5:
+        del h5["s_q"]
+    bad[f"slc/{slc[2].product_id}.h5"] = r"missing pixel dataset.*s_q"
+
+    (folder / "README.txt").write_text("ICEYE products of the test site\n")
+    (folder / "catalog.json").write_text(json.dumps({"type": "Catalog", "id": "other"}))
+    good = [*(s.product_id for s in grd), cog[0].product_id, slc[0].product_id]
+    return good, bad

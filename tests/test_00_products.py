@@ -11,7 +11,13 @@ import h5py
 import numpy as np
 import pytest
 import rasterio
-from helpers import assert_clean_metadata, assert_same_as_hdf5
+from helpers import (
+    assert_clean_metadata,
+    assert_same_as_hdf5,
+    cut,
+    header_first,
+    write_good_and_broken,
+)
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products import ProductFormat, find_products, read_product
@@ -166,7 +172,7 @@ def test_opendata_grd_sidecar(samples: Path) -> None:
     assert meta.href.endswith("_GRD.tif")
     assert meta.metadata["sar:center_frequency"] == 9600000000  # lossless
     json.dumps(meta.metadata, allow_nan=False)
-    sidecar = json.loads(OPEN_GRD.read_text())["properties"]
+    sidecar = json.loads((samples / OPEN_GRD).read_text())["properties"]
     for key in ("proj:transform", "proj:code", "proj:shape", "iceye:rpc"):  # its geolocation
         assert meta.metadata[key] == sidecar[key], key
 
@@ -199,8 +205,110 @@ def small() -> SyntheticSpec:
 def test_truncated_tiff(tmp_path: Path, small: SyntheticSpec) -> None:
     path = write_legacy_grd(tmp_path / "trunc.tif", small)
     path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(ProductError, match=r"trunc\.tif"):
+    with pytest.raises(ProductError, match=r"trunc\.tif: truncated: the file has 300 bytes"):
         read_product(path)
+
+
+# --- files cut short: caught from the header, before any pixel read --------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_legacy_grd_cut_in_its_pixels(tmp_path: Path, small: SyntheticSpec) -> None:
+    path = header_first(write_legacy_grd(tmp_path / "ICEYE_px.tif", small))
+    whole = read_product(path)
+    cut(path, 1000)
+    with rasterio.open(
+        path
+    ) as ds:  # GDAL opens it and sees every tag: only a pixel read would fail
+        assert ds.tags()["PRODUCT_TYPE"] and ds.gcps[0]
+    with pytest.raises(ProductError, match=r"ICEYE_px\.tif: truncated: .*pixel data \(strips\)"):
+        read_product(path)
+    with pytest.raises(ProductError, match="truncated"):  # the build's shortcut checks too
+        read_product(path, expected=ProductFormat.LEGACY_GRD)
+    assert whole.shape == small.shape
+
+
+def test_legacy_grd_cut_in_its_tags(tmp_path: Path, small: SyntheticSpec) -> None:
+    # GDAL's layout: pixels, then the directory, then the tag values; GDAL opens such a file and
+    # silently drops the tags it cannot reach (the ICEYE tags are gone: once skipped as "no product").
+    path = write_legacy_grd(tmp_path / "tags.tif", small)
+    cut(path, path.stat().st_size // 3)
+    with rasterio.open(path) as ds:
+        assert "PRODUCT_TYPE" not in ds.tags()
+    with pytest.raises(ProductError, match=r"tags\.tif: truncated: .*TIFF tag"):
+        read_product(path)
+    assert find_products(tmp_path) == [str(path)]  # listed although nothing marks it as ICEYE
+
+
+def test_cog_cut_in_its_tiles(tmp_path: Path, small: SyntheticSpec) -> None:
+    tif, sidecar = write_cog(tmp_path, small, "GRD")
+    cut(tif, 500)
+    for href in (tif, sidecar):
+        with pytest.raises(ProductError, match=rf"{tif.name}: truncated: .*pixel data \(tiles\)"):
+            read_product(href)
+
+
+def test_hdf5_cut_short(tmp_path: Path, small: SyntheticSpec) -> None:
+    path = write_legacy_slc(tmp_path / "cut.h5", small)
+    size = path.stat().st_size
+    cut(path, 100)
+    with pytest.raises(ProductError, match=rf"cut\.h5: truncated: .* ends at byte {size}"):
+        read_product(path)
+
+
+def test_hdf5_whose_chunks_lie_beyond_its_end(tmp_path: Path, small: SyntheticSpec) -> None:
+    """Chunked pixels written last, the file cut and its superblock's end address patched to fit (what
+    a repair tool does): HDF5 opens it without complaint; the chunk addresses give the cut away."""
+    src = write_legacy_slc(tmp_path / "src.h5", small)
+    path = tmp_path / "late.h5"
+    with h5py.File(src) as a, h5py.File(path, "w") as b:
+        for name in ("s_i", "s_q"):
+            b.create_dataset(name, shape=a[name].shape, dtype=a[name].dtype, chunks=(16, 48))
+        for name in a:
+            if name not in ("s_i", "s_q"):
+                a.copy(a[name], b, name)
+        for name in ("s_i", "s_q"):
+            b[name][...] = a[name][...]
+    assert read_product(path).shape == small.shape
+    data = bytearray(path.read_bytes())
+    assert data[8] == 0  # superblock version 0: the end-of-file address is at bytes 40-48
+    keep = len(data) - 1000
+    data[40:48] = keep.to_bytes(8, "little")
+    path.write_bytes(bytes(data[:keep]))
+    with h5py.File(path) as h5:
+        assert h5["s_q"].shape == small.shape
+    with pytest.raises(ProductError, match=r"late\.h5: truncated: .*dataset 's_q'"):
+        read_product(path)
+
+
+def test_not_a_tiff_and_empty_files_say_so(tmp_path: Path) -> None:
+    text = tmp_path / "ICEYE_GRD_X.tif"
+    text.write_text("not a tiff\n")
+    empty = tmp_path / "ICEYE_SLC_X.h5"
+    empty.write_bytes(b"")
+    with pytest.raises(ProductError, match=r"ICEYE_GRD_X\.tif: not a TIFF file"):
+        read_product(text)
+    with pytest.raises(ProductError, match=r"ICEYE_SLC_X\.h5: empty file"):
+        read_product(empty)
+    assert find_products(tmp_path) == sorted([str(empty), str(text)])  # named like products
+
+
+def test_sidecar_without_its_cog(tmp_path: Path, small: SyntheticSpec) -> None:
+    tif, sidecar = write_cog(tmp_path, small, "GRD")
+    tif.unlink()
+    assert read_product(sidecar).shape == small.shape  # the metadata alone is readable
+    with pytest.raises(ProductError, match=rf"{sidecar.name}: .*'grd-cog' is missing.*{tif.name}"):
+        read_product(sidecar, require_data=True)
+
+
+def test_find_products_lists_damaged_files_and_passes_over_others(tmp_path: Path) -> None:
+    good, bad = write_good_and_broken(tmp_path)
+    found = find_products(tmp_path)
+    names = {Path(p).relative_to(tmp_path).as_posix() for p in found}
+    assert set(bad) <= names
+    assert not {"README.txt", "catalog.json"} & names
+    assert len(found) == len(good) + len(bad)
+    assert found == sorted(found) == find_products(tmp_path)
 
 
 def test_corrupt_hdf5(tmp_path: Path, small: SyntheticSpec) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,11 @@ from typing import Any
 
 import fsspec
 import pytest
+from helpers import write_good_and_broken
 from test_20_stac_items import cog_grd, legacy_grd, legacy_slc
 
-from icecube_cloud.errors import CatalogError
+from icecube_cloud.errors import CatalogError, ProductError
+from icecube_cloud.ingest import IngestError, ingest
 from icecube_cloud.stac.collections import COLLECTION_IDS, load_collection
 from icecube_cloud.stac.items import product_to_item
 from icecube_cloud.stac.search import SearchParams
@@ -212,3 +215,33 @@ def test_search_incidence_and_time(tmp_path: Path) -> None:
     day2 = metas[2].acquisition_end
     found = cat.search(SearchParams(datetime=(day2 - timedelta(hours=1), day2.replace(tzinfo=UTC))))
     assert [i.id for i in found] == ["ICEYE_GRD_STACK_02"]
+
+
+def test_ingest_registers_the_readable_and_reports_the_rest(tmp_path: Path) -> None:
+    good, bad = write_good_and_broken(tmp_path / "p")
+    with pytest.raises(IngestError) as info:
+        ingest([str(tmp_path / "p")], str(tmp_path / "cat"))
+    result = info.value.result
+    assert sorted(result.added) == sorted(good) and result.updated == ()
+    failed = {Path(f.href).relative_to(tmp_path / "p").as_posix(): f.reason for f in result.failed}
+    assert failed.keys() == bad.keys()
+    for name, reason in bad.items():
+        assert re.search(reason, failed[name]), (name, failed[name])
+        assert str(tmp_path / "p" / name) in str(info.value)  # the message lists every file
+    assert sorted(i.id for i in StaticCatalog.open(str(tmp_path / "cat")).items()) == sorted(good)
+
+    again = ingest([str(tmp_path / "p")], str(tmp_path / "cat"), skip_bad=True)
+    assert again.added == () and sorted(again.updated) == sorted(good)
+    assert again.failed == result.failed  # the same answer every time
+
+
+def test_ingest_of_nothing_readable_creates_no_catalog(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "ICEYE_GRD_X.tif").write_text("not a tiff")
+    with pytest.raises(IngestError, match=r"ICEYE_GRD_X\.tif: not a TIFF file"):
+        ingest([str(tmp_path / "p")], str(tmp_path / "cat"))
+    assert not (tmp_path / "cat").exists()
+    (tmp_path / "p" / "ICEYE_GRD_X.tif").unlink()
+    (tmp_path / "p" / "README.txt").write_text("no products here")
+    with pytest.raises(ProductError, match="no ICEYE product found"):
+        ingest([str(tmp_path / "p")], str(tmp_path / "cat"), skip_bad=True)

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import s3fs
+from helpers import write_good_and_broken
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.errors import CatalogError, IcecubeError, ProductError
@@ -287,6 +289,25 @@ def test_missing_object_fails_naming_the_url(s3_stacks, moto_s3, dask_scheduler,
     assert r.returncode == 1, r.stderr
     assert f"s3://{victim}" in r.stderr and "Traceback" not in r.stderr
     assert not fs.exists(out)
+
+
+def test_ingest_from_s3_names_every_broken_product(bucket, moto_s3, tmp_path):
+    """The folder of good and broken products, in a bucket: the same failures, found from the objects'
+    sizes and headers (range requests), the readable products registered."""
+    good, bad = write_good_and_broken(tmp_path / "p")
+    prefix = f"{bucket}/broken"
+    _fs(moto_s3).put(f"{tmp_path / 'p'}/", f"{prefix}/products/", recursive=True)
+    result = ingest(
+        [f"{prefix}/products/"],
+        f"{prefix}/cat",
+        storage_options=moto_s3.storage_options,
+        skip_bad=True,
+    )
+    assert sorted(result.added) == sorted(good)
+    failed = {f.href.removeprefix(f"{prefix}/products/"): f.reason for f in result.failed}
+    assert failed.keys() == bad.keys()
+    for name, reason in bad.items():
+        assert re.search(reason, failed[name]), (name, failed[name])
 
 
 def test_wrong_credentials_and_missing_bucket(s3_stacks, moto_s3, dask_scheduler, tmp_path):

@@ -17,7 +17,7 @@ import rasterio
 import rasterio.shutil
 import xarray as xr
 import zarr
-from helpers import assert_gap_fill_values
+from helpers import assert_gap_fill_values, cut, header_first
 
 from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.cube import open_cube
@@ -197,6 +197,30 @@ def test_corrupt_product_fails_and_leaves_no_cube(tmp_path, dask_scheduler):
     with pytest.raises(ProductError, match=victim.name):
         build_cube(str(tmp_path / "cat"), {}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
     assert not (tmp_path / "cube.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("flavour", "ext"), [("legacy-grd", "tif"), ("grd-cog", "tif"), ("legacy-slc", "h5")]
+)
+def test_product_cut_short_after_ingest_fails_the_build_by_name(
+    tmp_path, dask_scheduler, flavour, ext
+):
+    """Header intact, pixel data cut (an interrupted copy after ingest): the source check names the file
+    as truncated before anything is written; no cube is published."""
+    products = tmp_path / "products"
+    make_stack(products, n=4, shape=(96, 64), start=START, flavour=flavour, seed=4)
+    if flavour == "legacy-grd":
+        for tif in products.glob("*.tif"):
+            header_first(tif)  # else the cut would reach the tags (as test_00 shows)
+    ingest([str(products)], str(tmp_path / "cat"))
+    victim = sorted(products.glob(f"*.{ext}"))[1]
+    cut(victim, 2000)
+    out = tmp_path / "cube.zarr"
+    with pytest.raises(ProductError, match=rf"{victim.name}: truncated: the file has \d+ bytes"):
+        build_cube(str(tmp_path / "cat"), {}, str(out), scheduler=dask_scheduler, register=False)
+    assert not (out / "zarr.json").exists()
+    with pytest.raises(Exception, match=r"(?i)group|not found|zarr|no such"):
+        xr.open_zarr(out)
 
 
 def test_mismatched_shapes_are_listed(tmp_path, dask_scheduler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -11,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import write_good_and_broken
 
+from icecube_cloud.stac.static import StaticCatalog
 from icecube_cloud.synthetic import expected_pixels, make_stack
 
 EXE = str(Path(sys.executable).parent / "icecube-cloud")
@@ -134,6 +137,33 @@ def test_data_errors_exit_1_naming_the_file(stack):
 
     r = run("info", str(tmp / "no-cube.zarr"))
     assert r.returncode == 1 and "no-cube.zarr" in r.stderr
+
+
+def test_ingest_names_every_broken_product_and_registers_the_rest(tmp_path):
+    """Good products mixed with broken ones: the same answer on every run, never a silent skip."""
+    products, cat = tmp_path / "products", tmp_path / "cat"
+    good, bad = write_good_and_broken(products)
+    runs = [run("catalog", "ingest", str(products), "--stac-url", str(cat), "-q") for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr
+        lines = r.stderr.splitlines()
+        assert len(lines) == len(bad), r.stderr  # one line per bad file, nothing else
+        for name, reason in bad.items():
+            line = next(x for x in lines if x.startswith(f"error: {products / name}: "))
+            assert re.search(reason, line), line
+        assert f"({len(good)} products), {len(bad)} failed" in r.stdout
+    assert runs[0].stderr == runs[1].stderr
+    assert f"{len(good)} added, 0 updated" in runs[0].stdout
+    assert f"0 added, {len(good)} updated" in runs[1].stdout
+    assert sorted(i.id for i in StaticCatalog.open(str(cat)).items()) == sorted(good)
+
+    r = run("catalog", "ingest", str(products), "--stac-url", str(tmp_path / "cat2"), "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    warnings = [x for x in r.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == len(bad) and "error:" not in r.stderr
+    assert f"{len(good)} added" in r.stdout
+    assert sorted(i.id for i in StaticCatalog.open(str(tmp_path / "cat2")).items()) == sorted(good)
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import posixpath
 from collections.abc import Iterator, Mapping
@@ -11,8 +12,9 @@ from typing import Any, Literal
 
 import h5py
 
+from icecube_cloud import gdal_io
 from icecube_cloud.errors import ProductError
-from icecube_cloud.products import cog, legacy_grd, legacy_slc
+from icecube_cloud.products import cog, integrity, legacy_grd, legacy_slc
 from icecube_cloud.products._common import (
     HDF5_BLOCK,
     exists,
@@ -24,15 +26,30 @@ from icecube_cloud.products._common import (
 )
 from icecube_cloud.products.model import ProductFormat, ProductMetadata
 
+log = logging.getLogger(__name__)
+
 Kind = Literal["hdf5", "tiff", "json"]
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
+_DATA_SUFFIXES = (*_TIFF_SUFFIXES, *_HDF5_SUFFIXES)
+PRODUCT_SUFFIXES = (*_DATA_SUFFIXES, ".json")
+"""Extensions of ICEYE product files (data files and COG sidecar items)."""
 
 
-def sniff(href: str, storage_options: Mapping[str, Any] | None = None) -> Kind | None:
-    """The container kind of a file from its first bytes (``None``: not a product container)."""
+def named_like_product(href: str) -> bool:
+    """Whether a file's name is an ICEYE product's: ``ICEYE*`` with a TIFF, HDF5 or JSON extension."""
+    name = posixpath.basename(href.replace(os.sep, "/")).lower()
+    return name.startswith("iceye") and name.endswith(PRODUCT_SUFFIXES)
+
+
+def _head(href: str, storage_options: Mapping[str, Any] | None) -> bytes:
     with open_binary(href, storage_options) as handle:
-        head = handle.read(64)
+        return handle.read(64)
+
+
+def _kind(head: bytes) -> Kind | None:
     if head.startswith(_HDF5_MAGIC):
         return "hdf5"
     if head[:4] in _TIFF_MAGICS:
@@ -40,6 +57,26 @@ def sniff(href: str, storage_options: Mapping[str, Any] | None = None) -> Kind |
     if head.lstrip().startswith(b"{"):
         return "json"
     return None
+
+
+def sniff(href: str, storage_options: Mapping[str, Any] | None = None) -> Kind | None:
+    """The container kind of a file from its first bytes (``None``: not a product container)."""
+    return _kind(_head(href, storage_options))
+
+
+def _not_a_container(href: str, head: bytes) -> str:
+    """Why a file whose first bytes are neither TIFF, HDF5 nor JSON is not a product."""
+    if not head:
+        return "empty file (0 bytes)"
+    name = href.lower()
+    shown = head[:16]
+    if name.endswith(_TIFF_SUFFIXES):
+        return f"not a TIFF file (it starts with {shown!r})"
+    if name.endswith(_HDF5_SUFFIXES):
+        return f"not an HDF5 file (it starts with {shown!r})"
+    if name.endswith(".json"):
+        return f"not a JSON document (it starts with {shown!r})"
+    return "not an ICEYE product: neither TIFF, HDF5 nor a sidecar JSON"
 
 
 def sidecar_of(tif_href: str) -> str:
@@ -61,18 +98,37 @@ def _read_text(href: str, storage_options: Mapping[str, Any] | None) -> bytes:
 
 
 @contextlib.contextmanager
-def _hdf5_source(href: str, storage_options: Mapping[str, Any] | None) -> Iterator[Any]:
+def _hdf5_source(href: str, storage_options: Mapping[str, Any] | None) -> Iterator[tuple[Any, int]]:
+    """What h5py opens (a local path or an fsspec file object), and the file's size."""
     if is_local(href):
-        yield local_path(href)
+        path = local_path(href)
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            raise ProductError(href, f"cannot open: {exc}") from exc
+        yield path, size
     else:
         # h5py seeks between scattered metadata blocks: keep the blocks it has read.
         with open_binary(
             href, storage_options, block_size=HDF5_BLOCK, cache_type="blockcache"
         ) as handle:
-            yield handle
+            yield handle, integrity.file_size(handle)
+
+
+def check_tiff(href: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Raise unless the TIFF at ``href`` holds every byte its header points to (reads the header).
+
+    Raises:
+        ProductError: The file is truncated, or is not a TIFF (names the file).
+    """
+    with open_binary(
+        href, storage_options, block_size=gdal_io.HEADER_BYTES, cache_type="blockcache"
+    ) as handle:
+        integrity.check_tiff(href, handle)
 
 
 def _read_tiff(href: str, storage_options: Mapping[str, Any] | None) -> ProductMetadata:
+    check_tiff(href, storage_options)  # before GDAL, which reads a cut file without a word
     with open_raster(href, storage_options) as ds:
         sidecar = sidecar_of(href)
         if exists(sidecar, storage_options):
@@ -86,15 +142,22 @@ def _read_tiff(href: str, storage_options: Mapping[str, Any] | None) -> ProductM
     raise ProductError(href, "not an ICEYE product: no ICEYE tags, embedded item or sidecar")
 
 
-def _read_json(href: str, storage_options: Mapping[str, Any] | None) -> ProductMetadata:
+def _read_json(
+    href: str, storage_options: Mapping[str, Any] | None, require_data: bool
+) -> ProductMetadata:
     item = cog.load_item(_read_text(href, storage_options), href)
     if not cog.is_iceye_item(item):
         raise ProductError(href, "not an ICEYE sidecar item (no 'grd-cog'/'slc-cog' asset)")
     key, _ = cog.data_asset(item, href)
     data_href = _join(href, str(item["assets"][key].get("href", "")))
     if exists(data_href, storage_options):
+        check_tiff(data_href, storage_options)
         with open_raster(data_href, storage_options) as ds:
             return cog.read_cog(data_href, item, ds, sidecar_href=href)
+    if require_data:
+        raise ProductError(
+            href, f"sidecar whose data asset {key!r} is missing: no file {data_href}"
+        )
     return cog.read_cog(data_href, item, None, sidecar_href=href)
 
 
@@ -103,8 +166,12 @@ def read_product(
     *,
     storage_options: Mapping[str, Any] | None = None,
     expected: ProductFormat | None = None,
+    require_data: bool = False,
 ) -> ProductMetadata:
     """Read the metadata of one ICEYE product of any flavour, detected from the file's content.
+
+    TIFF and HDF5 files are checked to hold every byte their headers point to (no pixel is read), so
+    a file cut short fails here, as "truncated", and not in a later pixel read.
 
     Args:
         href: Local path or fsspec URL of a legacy GRD GeoTIFF, legacy SLC HDF5,
@@ -113,6 +180,8 @@ def read_product(
         expected: The format the catalog gives the file. A file expected to be a legacy GRD that
             carries the legacy tags is read as one directly: no content sniffing and no sidecar lookup
             (three requests fewer over S3). Anything else is detected from the content, as without it.
+        require_data: A sidecar item whose COG is missing is an error (ingest); otherwise its
+            metadata is read from the sidecar alone.
 
     Raises:
         ProductError: Unreadable, corrupt or truncated file, missing required metadata, or not an
@@ -122,49 +191,66 @@ def read_product(
     if expected is ProductFormat.LEGACY_GRD:
         with contextlib.suppress(ProductError), open_raster(href, storage_options) as ds:
             if legacy_grd.is_legacy_grd(ds) and cog.embedded_item(ds, href) is None:
+                check_tiff(href, storage_options)  # a failure is reported by the full read below
                 return legacy_grd.read_legacy_grd(href, ds)
-    kind = sniff(href, storage_options)  # detection names what the file is, or why it is unreadable
+    head = _head(href, storage_options)  # detection names what the file is, or why it is unreadable
+    kind = _kind(head)
     if kind == "hdf5":
-        with _hdf5_source(href, storage_options) as source:
-            return legacy_slc.read_legacy_slc(href, source)
+        with _hdf5_source(href, storage_options) as (source, size):
+            return legacy_slc.read_legacy_slc(href, source, size=size)
     if kind == "tiff":
         return _read_tiff(href, storage_options)
     if kind == "json":
-        return _read_json(href, storage_options)
-    raise ProductError(href, "not an ICEYE product: neither TIFF, HDF5 nor a sidecar JSON")
+        return _read_json(href, storage_options, require_data)
+    raise ProductError(href, _not_a_container(href, head))
 
 
-def is_product(
-    href: str, storage_options: Mapping[str, Any] | None = None, *, strict: bool = False
-) -> bool:
-    """Whether ``href`` looks like an ICEYE product file (cheap checks, no full read).
+def _ignore_reason(href: str, storage_options: Mapping[str, Any] | None) -> str | None:
+    """Why discovery may pass over ``href`` (``None``: it may be an ICEYE product; read it).
 
-    Args:
-        href: File to check.
-        storage_options: fsspec options for remote files.
-        strict: Raise :class:`ProductError` for a TIFF or HDF5 file that cannot be read (a corrupt
-            product must not be skipped silently); otherwise such files count as non-products.
+    Cheap checks, no pixel read. A file named like a product, and a TIFF or HDF5 file that cannot be
+    read or is truncated (it may be a damaged product), are never passed over: reading them names
+    what is wrong.
     """
-    kind: str | None = None
+    if named_like_product(href):
+        return None
     try:
-        kind = sniff(href, storage_options)
+        kind = _kind(_head(href, storage_options))
+    except ProductError:
+        # Unreadable: a damaged product if its extension says so, otherwise nothing we know.
+        return None if href.lower().endswith(_DATA_SUFFIXES) else "cannot be read"
+    if kind is None:
+        return "neither TIFF, HDF5 nor JSON"
+    if kind == "json":
+        try:
+            item = json.loads(_read_text(href, storage_options))
+        except (ProductError, ValueError, UnicodeDecodeError):
+            return "not valid JSON"
+        return None if cog.is_iceye_item(item) else "a JSON document that is not an ICEYE sidecar"
+    try:
         if kind == "hdf5":
-            with _hdf5_source(href, storage_options) as source, h5py.File(source, "r") as h5:
-                return "s_i" in h5 and "s_q" in h5
-        if kind == "tiff":
-            if exists(sidecar_of(href), storage_options):
-                return True
-            with open_raster(href, storage_options) as ds:
-                return cog.EMBEDDED_TAG in ds.tags() or legacy_grd.is_legacy_grd(ds)
-        if kind == "json":
-            return cog.is_iceye_item(json.loads(_read_text(href, storage_options)))
-    except (ProductError, OSError, ValueError) as err:
-        if strict and kind in ("hdf5", "tiff"):
-            if isinstance(err, ProductError):
-                raise
-            raise ProductError(href, f"looks like a {kind} file but cannot be read: {err}") from err
-        return False
-    return False
+            with _hdf5_source(href, storage_options) as (source, _), h5py.File(source, "r") as h5:
+                found = any(name in h5 for name in legacy_slc.MARKER_DATASETS)
+            return None if found else "an HDF5 file without ICEYE datasets"
+        if exists(sidecar_of(href), storage_options):
+            return None
+        check_tiff(href, storage_options)
+        with open_raster(href, storage_options) as ds:
+            found = cog.EMBEDDED_TAG in ds.tags() or legacy_grd.is_legacy_grd(ds)
+        return None if found else "a TIFF without ICEYE tags, embedded item or sidecar"
+    except (ProductError, OSError, ValueError, RuntimeError):
+        return None  # a damaged TIFF/HDF5 may be a product: reading it says what is wrong
+
+
+def is_product(href: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether ingest must read ``href`` as a possible ICEYE product (cheap checks, no pixel read).
+
+    True for a file named like a product (``ICEYE*.tif|tiff|h5|hdf5|he5|json``), a TIFF with ICEYE
+    tags, an embedded item or a sidecar, an HDF5 file with ICEYE datasets, an ICEYE sidecar item, and
+    any TIFF or HDF5 file that cannot be read or is truncated. False for anything else (other JSON,
+    other TIFF/HDF5 files, text, images).
+    """
+    return _ignore_reason(href, storage_options) is None
 
 
 def _list_files(src: str, storage_options: Mapping[str, Any] | None) -> list[str]:
@@ -184,11 +270,15 @@ def _list_files(src: str, storage_options: Mapping[str, Any] | None) -> list[str
 def find_products(
     src: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
 ) -> list[str]:
-    """The product files at ``src``: the file itself, or every product under a folder/prefix.
+    """The possible product files at ``src``: the file itself, or those under a folder/prefix.
 
-    Folders are searched recursively; the result is sorted. A sidecar ``.json`` is skipped when its
-    ``.tif`` is present (the TIFF is the product); readable files that are not ICEYE products are
-    skipped, but a TIFF or HDF5 file that cannot be read is an error (never skipped silently).
+    Folders are searched recursively (hidden files excepted); the result is sorted. Which files
+    count is :func:`is_product`'s rule: a damaged file that may be a product is listed (reading it
+    says what is wrong), files that are clearly something else are passed over (logged at INFO). A
+    sidecar ``.json`` is not listed when its ``.tif`` is present: it is read with the TIFF.
+
+    Raises:
+        ProductError: ``src`` does not exist or cannot be listed.
     """
     src = os.fspath(src)
     if is_local(src):
@@ -212,12 +302,16 @@ def find_products(
 
 
 def _products_among(files: list[str], storage_options: Mapping[str, Any] | None) -> list[str]:
-    """The product files among ``files`` (sorted), skipping sidecars of present TIFFs."""
+    """The possible product files among ``files`` (sorted), skipping sidecars of present TIFFs."""
     present = set(files)
     found = []
     for href in files:
-        if href.lower().endswith(".json") and posixpath.splitext(href)[0] + ".tif" in present:
+        stem, ext = posixpath.splitext(href)
+        if ext.lower() == ".json" and any(stem + s in present for s in _TIFF_SUFFIXES):
             continue
-        if is_product(href, storage_options, strict=True):
+        why = _ignore_reason(href, storage_options)
+        if why is None:
             found.append(href)
+        else:
+            log.info("%s: passed over, %s", href, why)
     return found
