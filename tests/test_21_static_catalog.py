@@ -245,3 +245,19 @@ def test_ingest_of_nothing_readable_creates_no_catalog(tmp_path: Path) -> None:
     (tmp_path / "p" / "README.txt").write_text("no products here")
     with pytest.raises(ProductError, match="no ICEYE product found"):
         ingest([str(tmp_path / "p")], str(tmp_path / "cat"), skip_bad=True)
+
+
+def test_ingest_of_a_folder_holding_its_own_catalog(tmp_path: Path) -> None:
+    """A catalog's items are named after their products: re-ingesting the folder that holds both
+    updates the products and passes over the items (they are not broken sidecars)."""
+    from icecube_cloud.synthetic import make_stack
+
+    specs = make_stack(
+        tmp_path / "products", n=3, shape=(16, 16), start=datetime(2021, 4, 20, tzinfo=UTC)
+    )
+    first = ingest([str(tmp_path)], str(tmp_path / "catalog"))
+    assert len(first.added) == 3
+    items = sorted((tmp_path / "catalog").rglob("ICEYE*.json"))
+    assert len(items) == len(specs)
+    again = ingest([str(tmp_path)], str(tmp_path / "catalog"))
+    assert (len(again.added), len(again.updated), again.failed) == (0, 3, ())

@@ -212,8 +212,10 @@ def _ignore_reason(href: str, storage_options: Mapping[str, Any] | None) -> str 
     read or is truncated (it may be a damaged product), are never passed over: reading them names
     what is wrong.
     """
-    if named_like_product(href):
+    if named_like_product(href) and not href.lower().endswith(".json"):
         return None
+    if named_like_product(href):
+        return _stac_document_reason(href, storage_options)
     try:
         kind = _kind(_head(href, storage_options))
     except ProductError:
@@ -240,6 +242,22 @@ def _ignore_reason(href: str, storage_options: Mapping[str, Any] | None) -> str 
         return None if found else "a TIFF without ICEYE tags, embedded item or sidecar"
     except (ProductError, OSError, ValueError, RuntimeError):
         return None  # a damaged TIFF/HDF5 may be a product: reading it says what is wrong
+
+
+def _stac_document_reason(href: str, storage_options: Mapping[str, Any] | None) -> str | None:
+    """Why a JSON file named like a product may be passed over: it is another STAC document.
+
+    A static catalog's items are named after their products (``ICEYE_….json``), and a catalog may
+    sit inside the folder being ingested; such items are not sidecars. Anything else named like a
+    product (unreadable, not JSON, a damaged sidecar) is read, so that the reason is reported.
+    """
+    try:
+        doc = json.loads(_read_text(href, storage_options))
+    except (ProductError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or cog.is_iceye_item(doc) or "stac_version" not in doc:
+        return None
+    return f"a STAC {doc.get('type', 'document')} that is not an ICEYE sidecar (e.g. a catalog's item)"
 
 
 def is_product(href: str, storage_options: Mapping[str, Any] | None = None) -> bool:
