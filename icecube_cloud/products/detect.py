@@ -257,7 +257,9 @@ def _stac_document_reason(href: str, storage_options: Mapping[str, Any] | None) 
         return None
     if not isinstance(doc, dict) or cog.is_iceye_item(doc) or "stac_version" not in doc:
         return None
-    return f"a STAC {doc.get('type', 'document')} that is not an ICEYE sidecar (e.g. a catalog's item)"
+    return (
+        f"a STAC {doc.get('type', 'document')} that is not an ICEYE sidecar (e.g. a catalog's item)"
+    )
 
 
 def is_product(href: str, storage_options: Mapping[str, Any] | None = None) -> bool:
