@@ -35,7 +35,8 @@ from icecube_cloud.build import plan_cube
 from icecube_cloud.read import open_reader
 from icecube_cloud.storage import StorageOptions, StorageTarget
 from icecube_cloud.testing.moto import MotoServer
-from icecube_cloud.write.zarr_writer import skeleton, write_chunk, write_skeleton
+from icecube_cloud.write.bands import write_chunk
+from icecube_cloud.write.skeleton import skeleton, write_skeleton
 
 log = logging.getLogger("benchmarks.profile_chunk")
 T = TypeVar("T")

@@ -16,16 +16,17 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from icecube_cloud.build import BuildResult, build_cube, plan_cube
+    from icecube_cloud.build import build_cube, plan_cube
     from icecube_cloud.config import CubeConfig, load_config, parse_config
     from icecube_cloud.cube import cube_info, open_cube
     from icecube_cloud.ingest import ingest
     from icecube_cloud.plan import CubePlan
     from icecube_cloud.products import read_product
     from icecube_cloud.stac.items import product_to_item
+    from icecube_cloud.write.executor import BuildResult
 
 _EXPORTS = {
-    "BuildResult": "icecube_cloud.build",
+    "BuildResult": "icecube_cloud.write.executor",
     "build_cube": "icecube_cloud.build",
     "plan_cube": "icecube_cloud.build",
     "CubeConfig": "icecube_cloud.config",

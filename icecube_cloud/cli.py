@@ -7,74 +7,15 @@ naming the file, item or key; ``--verbose`` shows the traceback.
 from __future__ import annotations
 
 import json
-import logging
 import sys
-import time
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
-from icecube_cloud.errors import IcecubeError, IcecubeWarning
+from icecube_cloud.console import CliProgress, command, storage_options
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CliProgress:
-    """Draws progress on stderr: an updating line on terminals, one line per stage otherwise."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self._last: dict[str, float] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        """Report ``done`` of ``total`` for ``stage``."""
-        if self.quiet:
-            return
-        now = time.monotonic()
-        finished = done >= total
-        if self.tty:
-            end = "\n" if finished else ""
-            click.echo(f"\r{stage}: {done}/{total}", err=True, nl=False)
-            if end:
-                click.echo("", err=True)
-        elif finished or now - self._last.get(stage, 0.0) > 5.0:
-            self._last[stage] = now
-            click.echo(f"{stage}: {done}/{total}", err=True)
-
-
-def _storage_options() -> Mapping[str, Any]:
-    """Storage options from the environment: ``AWS_ENDPOINT_URL`` and credentials as s3fs finds them.
-
-    Credentials are resolved here, once, so that dask workers that do not share this environment can
-    reach the bucket; the returned value never prints them.
-    """
-    from icecube_cloud.storage import storage_options_from_env
-
-    return storage_options_from_env()
-
-
-def _run(fn: Callable[[], None], verbose: bool) -> None:
-    try:
-        fn()
-    except IcecubeError as err:
-        if verbose:
-            logging.getLogger(__name__).exception("failed")
-        click.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo(
-            "interrupted; nothing was published. Rerun the same command to resume.", err=True
-        )
-        sys.exit(130)
-
-
-def _common(f: F) -> F:
-    f = click.option("--quiet", "-q", is_flag=True, help="No progress output.")(f)
-    f = click.option("--verbose", "-v", is_flag=True, help="Log details and tracebacks.")(f)
-    return f
 
 
 def _allow_href(f: F) -> F:
@@ -85,52 +26,6 @@ def _allow_href(f: F) -> F:
         help="Also read asset hrefs under PREFIX (repeatable). By default a build reads s3:// objects "
         "and, for a catalog on local disk, local files; never local files named by a remote catalog.",
     )(f)
-
-
-class _WarningLines(logging.Handler):
-    """Prints each Python warning as one ``warning: <message>`` line on the current stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"warning: {record.getMessage()}", err=True)
-
-
-def _route_warnings(verbose: bool) -> None:
-    """Python warnings go through logging (``py.warnings``) as one clean line each, icecube's once.
-
-    Not the raw ``<file>:<line>: <Category>: <message>`` text; ``--verbose`` adds class and source.
-    """
-    log = logging.getLogger("py.warnings")
-    log.propagate = False
-    if not any(isinstance(h, _WarningLines) for h in log.handlers):
-        log.addHandler(_WarningLines())
-
-    def show(
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
-    ) -> None:
-        where = f" ({category.__name__} at {filename}:{lineno})" if verbose else ""
-        log.warning("%s%s", message, where)
-
-    warnings.showwarning = show
-    warnings.filterwarnings("once", category=IcecubeWarning)
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    _route_warnings(verbose)
-    if not verbose:
-        # dask.distributed configures its own INFO-level loggers on import; keep the CLI output clean.
-        import distributed  # noqa: F401
-
-        # CRITICAL: an interrupted build's teardown makes dask log errors that are not the user's.
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -154,40 +49,35 @@ def catalog() -> None:
     is_flag=True,
     help="Register what can be read and exit 0; unreadable product files are listed as warnings.",
 )
-@_common
+@command
 def ingest_cmd(
-    sources: Sequence[str], stac_url: str, skip_bad: bool, quiet: bool, verbose: bool
+    sources: Sequence[str], stac_url: str, skip_bad: bool, progress: CliProgress
 ) -> None:
     """Register ICEYE products (files, folders, s3:// prefixes) as STAC items.
 
     Every file that may be a product is read; the readable ones are registered, and each one that
     cannot be read is named with its reason (exit 1, or 0 with --skip-bad).
     """
-    _logging(verbose)
+    from icecube_cloud.ingest import ingest
 
-    def run() -> None:
-        from icecube_cloud.ingest import ingest
-
-        result = ingest(
-            list(sources),
-            stac_url,
-            storage_options=_storage_options(),
-            progress=CliProgress(quiet),
-            skip_bad=True,  # the failures are reported here, one line each
-        )
-        level = "warning" if skip_bad else "error"
-        for failure in result.failed:
-            click.echo(f"{level}: {failure.href}: {failure.reason}", err=True)
-        n_added, n_updated = len(result.added), len(result.updated)
-        failed = f", {len(result.failed)} failed" if result.failed else ""
-        click.echo(
-            f"{stac_url}: {n_added} added, {n_updated} updated ({n_added + n_updated} products)"
-            + failed
-        )
-        if result.failed and not skip_bad:
-            sys.exit(1)
-
-    _run(run, verbose)
+    result = ingest(
+        list(sources),
+        stac_url,
+        storage_options=storage_options(),
+        progress=progress,
+        skip_bad=True,  # the failures are reported here, one line each
+    )
+    level = "warning" if skip_bad else "error"
+    for failure in result.failed:
+        click.echo(f"{level}: {failure.href}: {failure.reason}", err=True)
+    n_added, n_updated = len(result.added), len(result.updated)
+    failed = f", {len(result.failed)} failed" if result.failed else ""
+    click.echo(
+        f"{stac_url}: {n_added} added, {n_updated} updated ({n_added + n_updated} products)"
+        + failed
+    )
+    if result.failed and not skip_bad:
+        sys.exit(1)
 
 
 @catalog.command("labels")
@@ -211,36 +101,30 @@ def ingest_cmd(
     help="Where the labels' GeoJSON assets go (default: the static catalog's folder; required "
     "for a STAC API).",
 )
-@_common
+@command
 def labels_cmd(
     labels: str,
     stac_url: str,
     products: tuple[str, ...],
     class_property: str | None,
     assets_url: str | None,
-    quiet: bool,
-    verbose: bool,
+    progress: CliProgress,
 ) -> None:
     """Register labels (icecube labels JSON, or GeoJSON in lon/lat) as STAC label items."""
-    _logging(verbose)
+    from icecube_cloud.labels import ingest_labels
 
-    def run() -> None:
-        from icecube_cloud.labels import ingest_labels
-
-        result = ingest_labels(
-            labels,
-            stac_url,
-            products=products,
-            class_property=class_property,
-            assets_url=assets_url,
-            storage_options=_storage_options(),
-        )
-        click.echo(
-            f"{stac_url}: {len(result.added)} label items added, {len(result.updated)} updated "
-            f"({len(result.items)} products labelled)"
-        )
-
-    _run(run, verbose)
+    result = ingest_labels(
+        labels,
+        stac_url,
+        products=products,
+        class_property=class_property,
+        assets_url=assets_url,
+        storage_options=storage_options(),
+    )
+    click.echo(
+        f"{stac_url}: {len(result.added)} label items added, {len(result.updated)} updated "
+        f"({len(result.items)} products labelled)"
+    )
 
 
 @cli.command("search")
@@ -248,30 +132,24 @@ def labels_cmd(
 @click.option("--config", "config_path", required=True, help="Cube config JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @_allow_href
-@_common
+@command
 def search_cmd(
     stac_url: str,
     config_path: str,
     as_json: bool,
     allow_href: tuple[str, ...],
-    quiet: bool,
-    verbose: bool,
+    progress: CliProgress,
 ) -> None:
     """List the products a build would use, and the time axis."""
-    _logging(verbose)
+    from icecube_cloud.build import plan_cube
 
-    def run() -> None:
-        from icecube_cloud.build import plan_cube
-
-        plan = plan_cube(
-            stac_url, config_path, storage_options=_storage_options(), allowed_hrefs=allow_href
-        )
-        if as_json:
-            click.echo(json.dumps(plan.to_dict(), indent=2))
-        else:
-            click.echo(str(plan))
-
-    _run(run, verbose)
+    plan = plan_cube(
+        stac_url, config_path, storage_options=storage_options(), allowed_hrefs=allow_href
+    )
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), indent=2))
+    else:
+        click.echo(str(plan))
 
 
 @cli.command("build")
@@ -298,7 +176,7 @@ def search_cmd(
     "--no-register", is_flag=True, help="Do not register the cube as a STAC item in the catalog."
 )
 @_allow_href
-@_common
+@command
 def build_cmd(
     stac_url: str,
     config_path: str,
@@ -309,38 +187,32 @@ def build_cmd(
     overwrite: bool,
     no_register: bool,
     allow_href: tuple[str, ...],
-    quiet: bool,
-    verbose: bool,
+    progress: CliProgress,
 ) -> None:
     """Build a Zarr cube from the products a config selects."""
-    _logging(verbose)
+    from icecube_cloud.build import build_cube
 
-    def run() -> None:
-        from icecube_cloud.build import build_cube
-
-        result = build_cube(
-            stac_url,
-            config_path,
-            out,
-            storage_options=_storage_options(),
-            scheduler=scheduler,
-            workers=workers,
-            overwrite=overwrite,
-            register=not no_register,
-            allowed_hrefs=allow_href,
-            progress=CliProgress(quiet),
-            format="kerchunk" if fmt == "kerchunk" else "zarr",
-        )
-        plan = result.plan
-        click.echo(
-            f"{out}: {len(plan.slices)} time slices ({plan.n_gaps} gaps), {plan.variable} "
-            f"{plan.shape[0]}x{plan.shape[1]} {plan.dtype}, {result.chunks_written} chunks, "
-            f"{result.nbytes / 2**20:.1f} MiB in {result.seconds:.1f} s"
-        )
-        if result.item_id:
-            click.echo(f"registered as STAC item {result.item_id} (collection icecube-cubes)")
-
-    _run(run, verbose)
+    result = build_cube(
+        stac_url,
+        config_path,
+        out,
+        storage_options=storage_options(),
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+        register=not no_register,
+        allowed_hrefs=allow_href,
+        progress=progress,
+        format="kerchunk" if fmt == "kerchunk" else "zarr",
+    )
+    plan = result.plan
+    click.echo(
+        f"{out}: {len(plan.slices)} time slices ({plan.n_gaps} gaps), {plan.variable} "
+        f"{plan.shape[0]}x{plan.shape[1]} {plan.dtype}, {result.chunks_written} chunks, "
+        f"{result.nbytes / 2**20:.1f} MiB in {result.seconds:.1f} s"
+    )
+    if result.item_id:
+        click.echo(f"registered as STAC item {result.item_id} (collection icecube-cubes)")
 
 
 @cli.command("update")
@@ -354,55 +226,44 @@ def build_cmd(
     help="Local dask worker processes  [default: one per CPU core; unused with --scheduler]",
 )
 @_allow_href
-@_common
+@command
 def update_cmd(
     cube: str,
     stac_url: str | None,
     scheduler: str | None,
     workers: int | None,
     allow_href: tuple[str, ...],
-    quiet: bool,
-    verbose: bool,
+    progress: CliProgress,
 ) -> None:
     """Add the acquisitions the catalog has and the cube lacks (under the cube's own config)."""
-    _logging(verbose)
+    from icecube_cloud.update import update_cube
 
-    def run() -> None:
-        from icecube_cloud.update import update_cube
-
-        result = update_cube(
-            cube,
-            stac_url,
-            storage_options=_storage_options(),
-            scheduler=scheduler,
-            workers=workers,
-            allowed_hrefs=allow_href,
-            progress=CliProgress(quiet),
-        )
-        if not result.rewritten:
-            click.echo(f"{cube}: up to date ({len(result.plan.slices)} time slices)")
-            return
-        click.echo(
-            f"{cube}: {len(result.added)} new acquisitions, {len(result.rewritten)} time slices "
-            f"written ({result.chunks_written} chunks); now {len(result.plan.slices)} time slices"
-        )
-
-    _run(run, verbose)
+    result = update_cube(
+        cube,
+        stac_url,
+        storage_options=storage_options(),
+        scheduler=scheduler,
+        workers=workers,
+        allowed_hrefs=allow_href,
+        progress=progress,
+    )
+    if not result.rewritten:
+        click.echo(f"{cube}: up to date ({len(result.plan.slices)} time slices)")
+        return
+    click.echo(
+        f"{cube}: {len(result.added)} new acquisitions, {len(result.rewritten)} time slices "
+        f"written ({result.chunks_written} chunks); now {len(result.plan.slices)} time slices"
+    )
 
 
 @cli.command("info")
 @click.argument("cube")
-@_common
-def info_cmd(cube: str, quiet: bool, verbose: bool) -> None:
+@command
+def info_cmd(cube: str, progress: CliProgress) -> None:
     """Describe a cube: dims, variables, time axis, provenance, completeness."""
-    _logging(verbose)
+    from icecube_cloud.cube import cube_info, open_cube
 
-    def run() -> None:
-        from icecube_cloud.cube import cube_info, open_cube
-
-        click.echo(cube_info(open_cube(cube, storage_options=_storage_options()), cube))
-
-    _run(run, verbose)
+    click.echo(cube_info(open_cube(cube, storage_options=storage_options()), cube))
 
 
 @cli.command("quicklook")
@@ -411,20 +272,15 @@ def info_cmd(cube: str, quiet: bool, verbose: bool) -> None:
 @click.option(
     "--max-times", type=click.IntRange(min=1), default=12, show_default=True, help="Panels at most."
 )
-@_common
-def quicklook_cmd(cube: str, out: str, max_times: int, quiet: bool, verbose: bool) -> None:
+@command
+def quicklook_cmd(cube: str, out: str, max_times: int, progress: CliProgress) -> None:
     """Draw the time series of a cube (amplitude or |slc| in dB, label outlines) as a PNG."""
-    _logging(verbose)
+    from icecube_cloud.cube import open_cube
+    from icecube_cloud.quicklook import quicklook
 
-    def run() -> None:
-        from icecube_cloud.cube import open_cube
-        from icecube_cloud.quicklook import quicklook
-
-        ds = open_cube(cube, storage_options=_storage_options())
-        n = quicklook(ds, out, max_times=max_times)
-        click.echo(f"{out}: {n} panels")
-
-    _run(run, verbose)
+    ds = open_cube(cube, storage_options=storage_options())
+    n = quicklook(ds, out, max_times=max_times)
+    click.echo(f"{out}: {n} panels")
 
 
 @cli.command("demo")
@@ -450,28 +306,15 @@ def quicklook_cmd(cube: str, out: str, max_times: int, quiet: bool, verbose: boo
     is_flag=True,
     help="Use local S3 (moto) and a STAC API (pgstac) instead of folders (needs the test extras).",
 )
-@_common
+@command
 def demo_cmd(
-    workdir: str,
-    images: int,
-    size: int,
-    workers: int | None,
-    cloud: bool,
-    quiet: bool,
-    verbose: bool,
+    workdir: str, images: int, size: int, workers: int | None, cloud: bool, progress: CliProgress
 ) -> None:
     """Synthesise an ICEYE GRD stack, catalog it, build a cube and summarise it."""
-    _logging(verbose)
+    from icecube_cloud.demo import run_cloud_demo, run_demo
 
-    def run() -> None:
-        from icecube_cloud.demo import run_cloud_demo, run_demo
-
-        demo = run_cloud_demo if cloud else run_demo
-        click.echo(
-            demo(workdir, images=images, size=size, workers=workers, progress=CliProgress(quiet))
-        )
-
-    _run(run, verbose)
+    demo = run_cloud_demo if cloud else run_demo
+    click.echo(demo(workdir, images=images, size=size, workers=workers, progress=progress))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

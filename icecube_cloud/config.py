@@ -11,77 +11,24 @@ import difflib
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from icecube_cloud.errors import ConfigError, IgnoredConfigKeyWarning
+from icecube_cloud.model import (
+    BLOSC_NAMES,
+    BLOSC_SHUFFLES,
+    COLLECTION_OF_LEVEL,
+    Chunks,
+    Compression,
+    ProductLevel,
+)
 from icecube_cloud.stac.search import SearchParams, compile_filter
 
-ProductType = Literal["GRD", "SLC"]
-
-COLLECTION_OF_PRODUCT_TYPE: dict[str, str] = {"GRD": "iceye-grd", "SLC": "iceye-slc"}
-"""Collection id of each product type (SPEC §3)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Chunks(Mapping[str, int]):
-    """Zarr chunk sizes of the cube, in pixels (``time`` in slices); a read-only mapping too."""
-
-    azimuth: int
-    """Azimuth lines per chunk."""
-    range: int
-    """Range samples per chunk."""
-    time: int | None = None
-    """Time slices per chunk; ``None`` lets the writer decide (one)."""
-
-    def to_dict(self) -> dict[str, int]:
-        """JSON-able form, as in the config."""
-        out = {"azimuth": self.azimuth, "range": self.range}
-        if self.time is not None:
-            out["time"] = self.time
-        return out
-
-    def __getitem__(self, key: str) -> int:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
-
-
-BloscName = Literal["lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd"]
-BloscShuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
-BLOSC_NAMES: tuple[BloscName, ...] = ("lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd")
-BLOSC_SHUFFLES: tuple[BloscShuffle, ...] = ("noshuffle", "shuffle", "bitshuffle")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Compression:
-    """The Blosc codec of the cube's pixel variable (config ``compression``).
-
-    Default: lz4 with bit-shuffle. Measured on 1024² chunks of synthetic ICEYE stacks (one core,
-    ``benchmarks``): uint16 GRD 1.63x smaller at 1870 MiB/s encode / 2750 MiB/s decode, against
-    zstd level 3's 1.65x at 380 / 1600 MiB/s; complex64 SLC 1.14x (COG) and 2.40x (HDF5) against zstd's
-    1.15x and 2.55x, at 4-5x the encode speed. Builds are bound by encoding on a few cores and ML
-    loaders by decoding, so lz4 wins both for 1-6 % more bytes; ``{"cname": "zstd", "clevel": 3}``
-    stores the smallest cubes.
-    """
-
-    cname: BloscName = "lz4"
-    """Blosc inner compressor."""
-    clevel: int = 5
-    """Compression level, 0 (none) to 9."""
-    shuffle: BloscShuffle = "bitshuffle"
-    """Bit-shuffle groups the slowly varying high bits of SAR samples together."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form, as in the config."""
-        return {"cname": self.cname, "clevel": self.clevel, "shuffle": self.shuffle}
+ProductType = ProductLevel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,10 +238,12 @@ def _parse_chunks(key: str, value: Any) -> Chunks:
     if missing:
         raise ConfigError(key, f"missing {sorted(missing)} (both azimuth and range are required)")
     time_ = value.get("time")
+    if time_ is not None and _parse_positive_int(f"{key}.time", time_) != 1:
+        raise ConfigError(f"{key}.time", f"a time chunk is one image; expected 1, got {time_!r}")
     return Chunks(
         azimuth=_parse_positive_int(f"{key}.azimuth", value["azimuth"]),
         range=_parse_positive_int(f"{key}.range", value["range"]),
-        time=None if time_ is None else _parse_positive_int(f"{key}.time", time_),
+        time=None if time_ is None else 1,
     )
 
 
@@ -422,9 +371,9 @@ def search_params(cfg: CubeConfig) -> SearchParams:
     if collections is None:
         # Only ICEYE product collections: a catalog also holds cubes, labels and other data.
         collections = (
-            (COLLECTION_OF_PRODUCT_TYPE[cfg.product_type],)
+            (COLLECTION_OF_LEVEL[cfg.product_type],)
             if cfg.product_type is not None
-            else tuple(COLLECTION_OF_PRODUCT_TYPE.values())
+            else tuple(COLLECTION_OF_LEVEL.values())
         )
     interval = None
     if cfg.start_date is not None or cfg.end_date is not None:

@@ -11,7 +11,7 @@ import xarray as xr
 
 from icecube_cloud.errors import DataError
 from icecube_cloud.storage import StorageTarget
-from icecube_cloud.write.zarr_writer import STATUS_ATTR
+from icecube_cloud.write.journal import STATUS_ATTR
 
 
 def open_cube(url: str, *, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
@@ -24,7 +24,7 @@ def open_cube(url: str, *, storage_options: Mapping[str, Any] | None = None) -> 
         DataError: Nothing at ``url`` is a complete icecube-cloud cube, or a referenced product changed.
     """
     if url.rstrip("/").endswith(".json"):  # issue #5: virtual cube
-        from icecube_cloud.virtual import open_references  # lazy: pulls in the build stack
+        from icecube_cloud.virtual import open_references  # lazy: kerchunk/fsspec references
 
         virtual = open_references(url, storage_options=storage_options)
         if virtual.attrs.get(STATUS_ATTR) != "complete":

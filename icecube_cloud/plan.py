@@ -17,11 +17,16 @@ from typing import Any
 import numpy as np
 import pystac
 
-from icecube_cloud.config import Compression
-from icecube_cloud.errors import BuildError, CatalogError, SelectionError, ShapeMismatchError
-from icecube_cloud.products.model import Orientation, ProductFormat, ProductLevel
-from icecube_cloud.read.protocol import Window
-from icecube_cloud.selection import TimeAxis
+from icecube_cloud.errors import CatalogError, SelectionError
+from icecube_cloud.model import (
+    Chunks,
+    Compression,
+    ProductLevel,
+    SliceCoords,
+    SourceRef,
+    Window,
+)
+from icecube_cloud.selection import Acquisition, TimeAxis
 from icecube_cloud.stac.items import (
     item_band_dtypes,
     item_data_href,
@@ -48,37 +53,6 @@ PER_TIME_COORDS: tuple[str, ...] = (
     "metadata",
 )
 """The per-time coordinates of every cube (SPEC §6)."""
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    """Where one time slice's pixels come from."""
-
-    item_id: str
-    """STAC item id of the product."""
-    href: str
-    """URL of the data file."""
-    format: ProductFormat
-    """File flavour (selects the reader)."""
-    orientation: Orientation
-    """File layout."""
-    shape: tuple[int, int]
-    """Physical (azimuth, range) shape according to the catalog."""
-
-
-@dataclass(frozen=True)
-class SliceCoords:
-    """Per-time coordinate values of one image, read from its STAC item."""
-
-    acquisition_start: datetime
-    acquisition_end: datetime
-    incidence_angle: float
-    orbit_state: str
-    observation_direction: str
-    polarization: str
-    platform: str
-    product_id: str
-    calibration_factor: float
 
 
 @dataclass(frozen=True)
@@ -234,14 +208,39 @@ class CubePlan:
         return "\n".join(lines)
 
 
-def _as_datetime(value: Any, item_id: str, key: str) -> datetime:
-    if not isinstance(value, str):
-        raise CatalogError(f"item {item_id!r}: property {key!r} is missing or not a datetime")
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+@dataclass(frozen=True, kw_only=True)
+class ParsedItem(Acquisition):
+    """A product item parsed once: what selection needs, plus what the plan needs of its slice."""
+
+    source: SourceRef
+    """Where its pixels are and how they are laid out."""
+    coords: SliceCoords
+    """Its per-time coordinates."""
+    dtype: str
+    """NumPy dtype of its pixels in the cube (``complex64`` for SLC)."""
+
+    @classmethod
+    def from_item(cls, item: pystac.Item) -> ParsedItem:
+        """Parse a product item (SPEC §3) for selection and planning, once.
+
+        Raises:
+            CatalogError: A property the cube needs is missing or malformed (names item and key).
+        """
+        acq = Acquisition.from_item(item)
+        source = source_ref(item)
+        return cls(
+            item_id=acq.item_id,
+            end=acq.end,
+            incidence_angle=acq.incidence_angle,
+            product_level=acq.product_level,
+            shape=source.shape,
+            source=source,
+            coords=slice_coords(item, acq),
+            dtype="complex64" if acq.product_level == "SLC" else item_band_dtypes(item)[0],
+        )
 
 
-def slice_coords(item: pystac.Item) -> SliceCoords:
+def slice_coords(item: pystac.Item, acq: Acquisition) -> SliceCoords:
     """Per-time coordinates of an item (SPEC §6), with a clear error for missing properties."""
     p = item.properties
 
@@ -250,15 +249,12 @@ def slice_coords(item: pystac.Item) -> SliceCoords:
             raise CatalogError(f"item {item.id!r}: required property {key!r} is missing")
         return p[key]
 
+    start = item.common_metadata.start_datetime or item.datetime or acq.end
     cal = p.get("iceye:calibration_factor")
     return SliceCoords(
-        acquisition_start=_as_datetime(
-            p.get("start_datetime") or p.get("datetime"), item.id, "start_datetime"
-        ),
-        acquisition_end=_as_datetime(
-            p.get("end_datetime") or p.get("datetime"), item.id, "end_datetime"
-        ),
-        incidence_angle=float(need("view:incidence_angle")),
+        acquisition_start=start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC),
+        acquisition_end=acq.end,
+        incidence_angle=acq.incidence_angle,
         orbit_state=str(need("sat:orbit_state")),
         observation_direction=str(p.get("sar:observation_direction", "")),
         polarization="+".join(need("sar:polarizations")),
@@ -282,78 +278,55 @@ def source_ref(item: pystac.Item) -> SourceRef:
     )
 
 
-def _variable(level: ProductLevel, items: list[pystac.Item]) -> tuple[str, str]:
-    if level == "SLC":
-        return "slc", "complex64"
-    dtypes = {item_band_dtypes(it)[0] for it in items}
-    if len(dtypes) != 1:
-        raise SelectionError(
-            f"the selected GRD images have different sample types: {sorted(dtypes)}"
-        )
-    return "amplitude", dtypes.pop()
-
-
 def make_plan(
-    items: Mapping[str, pystac.Item],
-    axis: TimeAxis,
+    axis: TimeAxis[ParsedItem],
     *,
-    chunks: Mapping[str, int] | None = None,
+    chunks: Chunks | None = None,
     attrs: Mapping[str, Any] | None = None,
     compression: Compression | None = None,
+    labels: LabelPlan | None = None,
 ) -> CubePlan:
-    """Plan the cube for a selected time axis.
+    """Plan the cube of a selected time axis; no item is parsed again.
+
+    :func:`~icecube_cloud.selection.select` applied the rules of the axis (one product level, one
+    shape, distinct times); the plan adds the one rule of its own, one sample type.
 
     Args:
-        items: The searched items by id (must contain every id of ``axis``).
-        axis: The selected time axis (see :func:`icecube_cloud.selection.select`).
-        chunks: Optional ``{"azimuth": n, "range": n}`` chunk edges (config ``chunks``).
-        attrs: Provenance attributes for the cube root.
+        axis: The selected time axis of parsed items.
+        chunks: Chunk edges (config ``chunks``; validated there); default :data:`DEFAULT_CHUNK`.
+        attrs: Provenance attributes for the cube root; ``product_type`` is added.
         compression: Codec override.
+        labels: The labels the cube carries.
 
     Raises:
-        ShapeMismatchError: The images are not all of one shape.
-        SelectionError: Mixed product levels or sample types.
+        SelectionError: The axis holds no image, or GRD images of different sample types.
     """
-    used = [items[s.item_id] for s in axis.slices if s.item_id is not None]
+    used = [s.acquisition for s in axis.slices if s.acquisition is not None]
     if not used:
         raise SelectionError("the time axis holds no image")
-    refs = {it.id: source_ref(it) for it in used}
-    shapes = {i: r.shape for i, r in refs.items()}
-    if len(set(shapes.values())) > 1:
-        raise ShapeMismatchError(shapes)
-    levels = {r.format.level for r in refs.values()}
-    if len(levels) != 1:
-        raise SelectionError(
-            f"the selection mixes product levels {sorted(levels)}; set product_type"
-        )
-    level: ProductLevel = levels.pop()
-    variable, dtype = _variable(level, used)
-    shape = next(iter(shapes.values()))
-    chunks = dict(chunks or {})
-    for key in chunks:
-        if key not in ("azimuth", "range", "time"):
-            raise BuildError(f"unknown chunk dimension {key!r}")
-    if chunks.get("time", 1) != 1:
-        raise BuildError("time chunks are one image each; chunks.time must be 1")
+    level: ProductLevel = used[0].source.format.level
+    dtypes = {a.dtype for a in used}
+    if len(dtypes) != 1:
+        raise SelectionError(f"the selected images have different sample types: {sorted(dtypes)}")
+    shape = used[0].source.shape
     chunk_edges = (
-        min(int(chunks.get("azimuth", DEFAULT_CHUNK)), shape[0]),
-        min(int(chunks.get("range", DEFAULT_CHUNK)), shape[1]),
+        min(chunks.azimuth if chunks else DEFAULT_CHUNK, shape[0]),
+        min(chunks.range if chunks else DEFAULT_CHUNK, shape[1]),
     )
     slices = tuple(
         PlannedSlice(time=s.time)
-        if s.item_id is None
-        else PlannedSlice(
-            time=s.time, source=refs[s.item_id], coords=slice_coords(items[s.item_id])
-        )
+        if s.acquisition is None
+        else PlannedSlice(time=s.time, source=s.acquisition.source, coords=s.acquisition.coords)
         for s in axis.slices
     )
     return CubePlan(
         product_level=level,
-        variable=variable,
-        dtype=dtype,
+        variable="slc" if level == "SLC" else "amplitude",
+        dtype=dtypes.pop(),
         shape=shape,
         chunks=chunk_edges,
         slices=slices,
         compression=compression or Compression(),
-        attrs=dict(attrs or {}),
+        attrs={**(attrs or {}), "product_type": level},
+        labels=labels,
     )

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Generic, TypeVar
 
 import pystac
 
@@ -23,9 +24,8 @@ from icecube_cloud.errors import (
     SelectionError,
     ShapeMismatchError,
 )
+from icecube_cloud.model import LEVEL_OF_COLLECTION, ProductLevel
 from icecube_cloud.stac.items import item_physical_shape
-
-_LEVEL_OF_COLLECTION = {"iceye-grd": "GRD", "iceye-slc": "SLC"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,10 +61,11 @@ class Acquisition:
         angle = item.properties.get("view:incidence_angle")
         if isinstance(angle, bool) or not isinstance(angle, int | float):
             raise CatalogError(f"item {item.id!r}: no numeric view:incidence_angle ({angle!r})")
-        level = _LEVEL_OF_COLLECTION.get(item.collection_id or "")
+        level = LEVEL_OF_COLLECTION.get(item.collection_id or "")
         if level is None:
             ptype = str(item.properties.get("sar:product_type", "")).upper()
-            level = next((lv for lv in ("GRD", "SLC") if ptype.startswith(lv)), None)
+            levels: tuple[ProductLevel, ...] = ("GRD", "SLC")
+            level = next((lv for lv in levels if ptype.startswith(lv)), None)
         if level is None:
             raise CatalogError(
                 f"item {item.id!r}: cannot tell GRD from SLC (collection {item.collection_id!r}, "
@@ -87,26 +88,35 @@ def _item_shape(item: pystac.Item) -> tuple[int, int] | None:
         return None
 
 
+A = TypeVar("A", bound=Acquisition)
+"""What a time axis holds: :class:`Acquisition`, or a richer parsed item (the plan's)."""
+
+
 @dataclass(frozen=True)
-class TimeSlice:
-    """One step of the time axis: an image, or a gap (``item_id`` is ``None``)."""
+class TimeSlice(Generic[A]):
+    """One step of the time axis: an image, or a gap (``acquisition`` is ``None``)."""
 
     time: datetime
     """Slice time (UTC): the image's acquisition end, or the bin start when binning."""
-    item_id: str | None
-    """The image of this slice; ``None`` for a gap."""
+    acquisition: A | None = None
+    """The image of this slice, as parsed from its item; ``None`` for a gap."""
+
+    @property
+    def item_id(self) -> str | None:
+        """Item id of the image; ``None`` for a gap."""
+        return None if self.acquisition is None else self.acquisition.item_id
 
     @property
     def valid(self) -> bool:
         """Whether the slice holds an image."""
-        return self.item_id is not None
+        return self.acquisition is not None
 
 
 @dataclass(frozen=True)
-class TimeAxis:
+class TimeAxis(Generic[A]):
     """The cube's time axis: slices with strictly increasing times."""
 
-    slices: tuple[TimeSlice, ...]
+    slices: tuple[TimeSlice[A], ...]
 
     @property
     def times(self) -> tuple[datetime, ...]:
@@ -161,7 +171,7 @@ def _in_range(acq: Acquisition, cfg: CubeConfig) -> bool:
     )
 
 
-def _filter(acquisitions: Sequence[Acquisition], cfg: CubeConfig) -> list[Acquisition]:
+def _filter(acquisitions: Sequence[A], cfg: CubeConfig) -> list[A]:
     """Day, angle and level rules, then the duplicate check; sorted by time."""
     kept = [a for a in acquisitions if _in_range(a, cfg)]
     if cfg.product_type is not None:
@@ -191,27 +201,28 @@ def _filter(acquisitions: Sequence[Acquisition], cfg: CubeConfig) -> list[Acquis
     return kept
 
 
-def _bins(kept: list[Acquisition], cfg: CubeConfig) -> list[TimeSlice]:
+def _bins(kept: list[A], cfg: CubeConfig) -> list[TimeSlice[A]]:
     n = cfg.temporal_resolution
     origin = cfg.start_date or kept[0].day
     last_day = cfg.end_date or kept[-1].day
     n_bins = (last_day - origin).days // n + 1
-    chosen: dict[int, Acquisition] = {}
+    chosen: dict[int, A] = {}
     for acq in kept:  # sorted by time: the first one seen in a bin is its earliest
         chosen.setdefault((acq.day - origin).days // n, acq)
     slices = []
     for k in range(n_bins):
         acq_k = chosen.get(k)
         start = _utc_midnight(origin + timedelta(days=k * n))
-        slices.append(TimeSlice(start, None if acq_k is None else acq_k.item_id))
+        slices.append(TimeSlice(start, acq_k))
     return slices
 
 
-def select(acquisitions: Iterable[Acquisition], cfg: CubeConfig) -> TimeAxis:
+def select(acquisitions: Iterable[A], cfg: CubeConfig) -> TimeAxis[A]:
     """Apply the config's selection rules and return the time axis.
 
     Args:
-        acquisitions: What the search returned (any order).
+        acquisitions: What the search returned (any order), parsed: each slice of the axis carries
+            its acquisition as given (the plan's parsed items go through unchanged).
         cfg: The cube config.
 
     Raises:
@@ -227,7 +238,7 @@ def select(acquisitions: Iterable[Acquisition], cfg: CubeConfig) -> TimeAxis:
         if not cfg.temporal_overlap:
             latest = {a.day: a for a in kept}  # sorted by time: the last one of a day wins
             kept = sorted(latest.values(), key=lambda a: a.end)
-        slices = [TimeSlice(a.end, a.item_id) for a in kept]
+        slices = [TimeSlice(a.end, a) for a in kept]
     used = {s.item_id for s in slices if s.item_id is not None}
     shapes = {a.item_id: a.shape for a in kept if a.item_id in used and a.shape is not None}
     if len(set(shapes.values())) > 1:

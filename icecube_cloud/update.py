@@ -27,20 +27,18 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from icecube_cloud.build import (
-    gather_futures,
-    label_vectors_of,
-    plan_fingerprint,
-    read_source_info,
-    search_and_plan,
-)
+from icecube_cloud.build import search_and_plan
 from icecube_cloud.cluster import connect
-from icecube_cloud.config import Compression, parse_config
+from icecube_cloud.config import parse_config
 from icecube_cloud.errors import DataError, SelectionError
+from icecube_cloud.model import Compression
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
 from icecube_cloud.virtual import is_reference_url
+from icecube_cloud.write.bands import remove_time_slices, submit_pixel_tasks
+from icecube_cloud.write.executor import gather_futures, read_source_info
+from icecube_cloud.write.journal import ROOT_DOC, STATUS_ATTR, Journal, plan_fingerprint
 from icecube_cloud.write.lease import acquire as acquire_lease
 from icecube_cloud.write.output import (
     OutputKind,
@@ -48,20 +46,13 @@ from icecube_cloud.write.output import (
     inspect_reference_output,
     refuse_foreign,
 )
-from icecube_cloud.write.zarr_writer import (
-    ROOT_DOC,
-    STATUS_ATTR,
-    commit,
-    done_chunks,
-    done_key,
-    load_pending,
+from icecube_cloud.write.references import execute_references
+from icecube_cloud.write.skeleton import (
+    label_vectors_of,
     put_documents,
-    save_pending,
     skeleton,
     skeleton_documents,
     stored_compression,
-    write_chunk,
-    write_label_slice,
 )
 
 log = logging.getLogger(__name__)
@@ -197,8 +188,6 @@ def _update_virtual(
             f"{public_url(url)}: the catalog no longer has every image of the cube (or its config "
             "now selects others); update only adds acquisitions: rebuild with --overwrite"
         )
-    from icecube_cloud.write.references import execute_references
-
     with connect(scheduler, workers) as client:
         result = execute_references(
             plan, url, client=client, storage_options=so, overwrite=True, progress=progress
@@ -211,6 +200,36 @@ def _update_virtual(
         chunks_written=result.chunks_written,
         seconds=time.perf_counter() - start,
     )
+
+
+def _documents(
+    plan: CubePlan,
+    changed: Sequence[int],
+    stored_metadata: Sequence[str],
+    client: Any,
+    so: StorageOptions,
+    progress: Progress,
+) -> dict[str, bytes]:
+    """The cube's new documents, exactly as a fresh build writes them (rendered in memory).
+
+    Sources of the changed slices are checked first (their metadata is read); the other slices keep
+    their stored metadata.
+    """
+    sources = [s for s in (plan.slices[t].source for t in changed) if s is not None]
+    infos = gather_futures(
+        client,
+        client.map(read_source_info, sources, storage_options=so, pure=False),
+        "check",
+        progress,
+    )
+    by_item = {s.item_id: info for s, info in zip(sources, infos, strict=True)}
+    metadata_json = [
+        "" if s.source is None
+        else by_item.get(s.source.item_id, stored_metadata[t]) if t in changed
+        else stored_metadata[t]
+        for t, s in enumerate(plan.slices)
+    ]  # fmt: skip
+    return skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)), plan)
 
 
 def _update(
@@ -238,7 +257,8 @@ def _update(
         zip(old["time"].values, (str(p) for p in old["product_id"].values), strict=True)
     )
     new_keys = _slice_keys(plan)
-    pending = load_pending(target)
+    journal = Journal(target)
+    pending = journal.pending()
     fingerprint = plan_fingerprint(plan)
     resuming = pending is not None and pending.get("fingerprint") == fingerprint
     if not resuming and old_keys == new_keys and root["attributes"].get(STATUS_ATTR) == "complete":
@@ -252,76 +272,29 @@ def _update(
     changed = tuple(t for t, key in enumerate(new_keys) if t >= len(old_keys) or old_keys[t] != key)
     old_ids = {k[1] for k in old_keys}
     added = tuple(k[1] for k in new_keys if k[1] and k[1] not in old_ids)
-    # 1. Sources of the changed slices are checked first; the others keep their stored metadata.
     meta = [str(m) for m in old["metadata"].values] + [""] * (len(new_keys) - len(old_keys))
-    check = [plan.slices[t].source for t in changed]
-    sources = [s for s in check if s is not None]
-    infos = gather_futures(
-        client,
-        client.map(read_source_info, sources, storage_options=so, pure=False),
-        "check",
-        progress,
-    )
-    by_item = {s.item_id: info for s, info in zip(sources, infos, strict=True)}
-    metadata_json = [
-        by_item.get(s.source.item_id, meta[t]) if s.source is not None and t in changed else
-        (meta[t] if s.source is not None else "")
-        for t, s in enumerate(plan.slices)
-    ]  # fmt: skip
-    # 2. The new documents and coordinates, exactly as a fresh build writes them (in memory first).
-    docs = skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)), plan)
+    docs = _documents(plan, changed, meta, client, so, progress)
     new_root = docs.pop(ROOT_DOC)
     created = root["attributes"].get("created", datetime.now(UTC).isoformat())
     if not resuming:
-        save_pending(target, new_root, fingerprint, created)
-        marked = {**root, "attributes": {**root["attributes"], STATUS_ATTR: "updating"}}
-        target.fs.pipe_file(f"{target.path}/{ROOT_DOC}", json.dumps(marked, indent=2).encode())
-    # 3. Array documents with the new shapes, then the changed slices' chunks.
+        journal.begin(new_root, fingerprint, created)
+        journal.mark_updating(root)
+    # Array documents with the new shapes, then the changed slices' chunks: the build's band tasks.
     pixel_vars = [var] + (["labels"] if plan.labels is not None else [])
     put_documents(target, {f"{name}/zarr.json": docs[f"{name}/zarr.json"] for name in pixel_vars})
-    done = done_chunks(target) if resuming else set()
-    todo = [
-        (t, w)
-        for t in changed
-        if plan.slices[t].source is not None
-        for w in plan.windows()
-        if done_key(t, (w,)) not in done
-    ]
-    for t in changed:  # stale chunks of slices that are gaps now: a gap stores nothing
-        if plan.slices[t].source is None:
-            for name in pixel_vars:
-                if target.fs.exists(f"{target.path}/{name}/c/{t}"):
-                    target.fs.rm(f"{target.path}/{name}/c/{t}", recursive=True)
-    futures = [
-        client.submit(write_chunk, target, var, t, w, plan.slices[t].source, so, pure=False)
-        for t, w in todo
-    ]
-    if plan.labels is not None:
-        label_items = plan.labels.items
-        for t in changed:
-            s = plan.slices[t].source
-            if s is not None and s.item_id in label_items:
-                futures.append(
-                    client.submit(
-                        write_label_slice,
-                        target,
-                        t,
-                        label_items[s.item_id],
-                        plan.shape,
-                        dict(plan.labels.classes),
-                        so,
-                        pure=False,
-                    )
-                )
-    written = gather_futures(client, futures, "write", progress)
-    # 4. Coordinates and the other documents, then the commit.
+    # stale chunks of slices that are gaps now: a gap stores nothing
+    remove_time_slices(target, pixel_vars, [t for t in changed if plan.slices[t].source is None])
+    done = journal.done() if resuming else set()
+    futures, n_chunks = submit_pixel_tasks(client, plan, target, changed, done, so, fingerprint)
+    gather_futures(client, futures, "write", progress)
+    # Coordinates and the other documents, then the commit.
     put_documents(target, {k: v for k, v in docs.items() if k.split("/", 1)[0] not in pixel_vars})
-    commit(target, new_root, {"created": created, "updated": datetime.now(UTC).isoformat()})
+    journal.commit(new_root, {"created": created, "updated": datetime.now(UTC).isoformat()})
     return UpdateResult(
         url=target.url,
         plan=plan,
         rewritten=changed,
         added=added,
-        chunks_written=len(written),
+        chunks_written=n_chunks,
         seconds=time.perf_counter() - start,
     )

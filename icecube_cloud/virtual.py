@@ -23,7 +23,11 @@ from fsspec.implementations.reference import ReferenceFileSystem
 
 from icecube_cloud.errors import DataError
 from icecube_cloud.storage import StorageOptions, is_remote, local_path
-from icecube_cloud.write.references import SOURCES_ATTR, VIRTUAL_ATTR
+
+VIRTUAL_ATTR = "icecube_cloud_virtual"
+"""Root attribute describing the lazy transformations :func:`open_references` applies."""
+SOURCES_ATTR = "icecube_cloud_sources"
+"""Root attribute listing every referenced file with its size (and ETag) when referenced."""
 
 
 def is_reference_url(url: str) -> bool:

@@ -11,16 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icecube_cloud.config import (
-    CONFIG_KEYS,
-    Chunks,
-    Compression,
-    CubeConfig,
-    load_config,
-    parse_config,
-    search_params,
-)
+from icecube_cloud.config import CONFIG_KEYS, CubeConfig, load_config, parse_config, search_params
 from icecube_cloud.errors import ConfigError, IgnoredConfigKeyWarning
+from icecube_cloud.model import Chunks, Compression
 
 
 @pytest.fixture
@@ -324,9 +317,9 @@ def test_bad_labels(value: Any) -> None:
 def test_chunks() -> None:
     cfg = parse_config({"chunks": {"azimuth": 512, "range": 256}})
     assert cfg.chunks == Chunks(azimuth=512, range=256)
-    cfg = parse_config({"chunks": {"azimuth": 512, "range": 256, "time": 2}})
-    assert cfg.chunks is not None and cfg.chunks.time == 2
-    assert dict(cfg.chunks) == {"azimuth": 512, "range": 256, "time": 2}  # also a Mapping
+    cfg = parse_config({"chunks": {"azimuth": 512, "range": 256, "time": 1}})
+    assert cfg.chunks is not None and cfg.chunks.time == 1
+    assert dict(cfg.chunks) == {"azimuth": 512, "range": 256, "time": 1}  # also a Mapping
 
 
 @pytest.mark.parametrize(
@@ -337,6 +330,7 @@ def test_chunks() -> None:
         ({"azimuth": 1.5, "range": 1}, "chunks.azimuth"),
         ({"azimuth": 1, "range": 1, "band": 1}, "chunks"),
         ({"azimuth": 1, "range": 1, "time": -1}, "chunks.time"),
+        ({"azimuth": 1, "range": 1, "time": 2}, "chunks.time"),  # one image per chunk (exit 2)
         ([512, 512], "chunks"),
     ],
 )

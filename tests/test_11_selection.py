@@ -235,7 +235,7 @@ def test_shape_of_dropped_image_does_not_matter() -> None:
 
 
 def test_time_axis_str() -> None:
-    axis = TimeAxis((TimeSlice(at(25), "img-1"), TimeSlice(at(26), None)))
+    axis = TimeAxis((TimeSlice(at(25), acq("img-1", at(25))), TimeSlice(at(26), None)))
     text = str(axis)
     assert "2 slices, 1 images, 1 gaps" in text
     assert "2021-04-25T12:00:00.000000Z  img-1" in text and "(gap)" in text

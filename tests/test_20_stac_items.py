@@ -12,7 +12,8 @@ import pystac
 import pytest
 
 from icecube_cloud.errors import CatalogError
-from icecube_cloud.products.model import GroundControlPoint, ProductFormat, ProductMetadata
+from icecube_cloud.model import ProductFormat
+from icecube_cloud.products.model import GroundControlPoint, ProductMetadata
 from icecube_cloud.stac.items import (
     item_band_dtypes,
     item_data_href,

@@ -18,8 +18,7 @@ import rasterio
 import tifffile
 
 from icecube_cloud.errors import ProductError
-from icecube_cloud.plan import SourceRef
-from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.model import ProductFormat, SourceRef
 from icecube_cloud.read import ContiguousTiffReader, RasterioReader, Window, open_reader
 
 SHAPE = (300, 200)

@@ -33,7 +33,8 @@ from icecube_cloud.ingest import ingest
 from icecube_cloud.products import read_product
 from icecube_cloud.storage import StorageTarget
 from icecube_cloud.synthetic import expected_pixels, make_stack
-from icecube_cloud.write.zarr_writer import skeleton, write_chunk, write_skeleton
+from icecube_cloud.write.bands import write_chunk
+from icecube_cloud.write.skeleton import skeleton, write_skeleton
 
 START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
 
@@ -362,8 +363,8 @@ def test_one_task_per_band_and_bit_exact(tmp_path, dask_scheduler, flavour, band
     """
     from distributed import Client, get_task_stream
 
-    from icecube_cloud.build import execute
-    from icecube_cloud.write.zarr_writer import plan_bands
+    from icecube_cloud.write.bands import plan_bands
+    from icecube_cloud.write.materialise import execute
 
     specs = _stack(tmp_path, flavour, (200, 150), n=3)
     plan = plan_cube(str(tmp_path / "cat"), {"chunks": {"azimuth": 64, "range": 48}})
@@ -384,8 +385,8 @@ def test_one_task_per_band_and_bit_exact(tmp_path, dask_scheduler, flavour, band
 
 
 def test_bands_are_chunk_rows_capped_in_bytes():
-    from icecube_cloud.read.protocol import Window
-    from icecube_cloud.write.zarr_writer import chunk_bands
+    from icecube_cloud.model import Window
+    from icecube_cloud.write.bands import chunk_bands
 
     windows = [
         Window(a, min(a + 10, 25), r, min(r + 10, 35))
@@ -415,8 +416,8 @@ def test_cached_reader_never_serves_a_changed_file(tmp_path, flavour):
     import os
     import shutil
 
+    from icecube_cloud.model import Window
     from icecube_cloud.read.cache import cached_reader, clear_readers
-    from icecube_cloud.read.protocol import Window
 
     specs = make_stack(tmp_path / "p", n=2, shape=(64, 48), start=START, flavour=flavour)
     ingest([str(tmp_path / "p")], str(tmp_path / "cat"))

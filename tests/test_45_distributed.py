@@ -16,10 +16,11 @@ import pytest
 import xarray as xr
 from distributed import Client, get_task_stream
 
-from icecube_cloud.build import build_cube, execute, plan_cube
+from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.ingest import ingest
 from icecube_cloud.synthetic import expected_pixels, make_stack
-from icecube_cloud.write.zarr_writer import plan_bands
+from icecube_cloud.write.bands import plan_bands
+from icecube_cloud.write.materialise import execute
 
 DASK = str(Path(sys.executable).parent / "dask")
 

@@ -132,18 +132,21 @@ def test_sigkilled_worker_gives_identical_bytes(stack, dask_processes):
 def test_commit_removes_the_litter_of_killed_writes(stack, dask_scheduler, monkeypatch):
     """A worker killed between writing a chunk's temporary file and renaming it leaves the file
     behind (zarr's LocalStore); the retried task rewrites the chunk, and the commit sweeps the litter."""
-    from icecube_cloud.build import execute, plan_cube
-    from icecube_cloud.write.zarr_writer import commit
+    from icecube_cloud.build import plan_cube
+    from icecube_cloud.write.journal import Journal
+    from icecube_cloud.write.materialise import execute
 
     out = stack / "cube.zarr"
     litter = out / "amplitude" / "c" / "0" / "1" / "2.0123456789abcdef.partial"
 
-    def commit_after_a_kill(target, root_doc, attrs):  # as if a killed worker had left its file
+    commit = Journal.commit
+
+    def commit_after_a_kill(self, root_doc, attrs):  # as if a killed worker had left its file
         litter.parent.mkdir(parents=True, exist_ok=True)
         litter.write_bytes(b"half a chunk")
-        commit(target, root_doc, attrs)
+        commit(self, root_doc, attrs)
 
-    monkeypatch.setattr("icecube_cloud.build.commit", commit_after_a_kill)
+    monkeypatch.setattr(Journal, "commit", commit_after_a_kill)
     with Client(dask_scheduler) as client:
         execute(plan_cube(str(stack / "cat"), CFG), str(out), client=client)
     assert not litter.exists()

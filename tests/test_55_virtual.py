@@ -29,10 +29,9 @@ from icecube_cloud.cli import cli
 from icecube_cloud.cube import cube_info, open_cube
 from icecube_cloud.errors import DataError, ProductError
 from icecube_cloud.ingest import ingest
-from icecube_cloud.plan import SourceRef
-from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.model import ProductFormat, SourceRef
+from icecube_cloud.read.byte_ranges import source_references
 from icecube_cloud.synthetic import expected_pixels, make_stack
-from icecube_cloud.write.source_refs import source_references
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
@@ -157,6 +156,24 @@ def test_contiguous_hdf5_is_cut_into_row_blocks(tmp_path):
     np.testing.assert_array_equal(
         np.concatenate(rows).reshape(40, 30), expected_pixels(spec, "SLC")[0]
     )
+
+
+def test_opening_a_virtual_cube_imports_no_build_stack(tmp_path, dask_scheduler):
+    """Readers of a virtual cube need fsspec's references, not the writers or dask.distributed."""
+    cat = _catalog(tmp_path, "legacy-grd", (24, 20), n=3)
+    out = str(tmp_path / "cube.json")
+    build_cube(cat, {}, out, scheduler=dask_scheduler, format="kerchunk", register=False)
+    code = (
+        "import sys\n"
+        "from icecube_cloud.cube import open_cube\n"
+        f"ds = open_cube({out!r})\n"
+        "assert ds.sizes['time'] == 3, ds\n"
+        "heavy = ['icecube_cloud.build', 'icecube_cloud.write.executor', 'icecube_cloud.write.bands',\n"
+        "         'icecube_cloud.write.references', 'icecube_cloud.read.byte_ranges', 'distributed']\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
 
 
 def test_plain_xarray_recipe_local(tmp_path, dask_scheduler):

@@ -7,14 +7,9 @@ product files.
 
 from __future__ import annotations
 
+from icecube_cloud.model import Orientation, ProductFormat, ProductLevel
 from icecube_cloud.products.detect import find_products, is_product, read_product
-from icecube_cloud.products.model import (
-    GroundControlPoint,
-    Orientation,
-    ProductFormat,
-    ProductLevel,
-    ProductMetadata,
-)
+from icecube_cloud.products.model import GroundControlPoint, ProductMetadata
 
 __all__ = [
     "GroundControlPoint",

@@ -19,8 +19,9 @@ import rasterio
 from affine import Affine
 
 from icecube_cloud.errors import ProductError
+from icecube_cloud.model import Orientation, ProductFormat
 from icecube_cloud.products._common import Fields
-from icecube_cloud.products.model import Orientation, ProductFormat, ProductMetadata
+from icecube_cloud.products.model import ProductMetadata
 
 log = logging.getLogger(__name__)
 

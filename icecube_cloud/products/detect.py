@@ -14,6 +14,7 @@ import h5py
 
 from icecube_cloud import gdal_io
 from icecube_cloud.errors import ProductError
+from icecube_cloud.model import ProductFormat
 from icecube_cloud.products import cog, integrity, legacy_grd, legacy_slc
 from icecube_cloud.products._common import (
     HDF5_BLOCK,
@@ -24,7 +25,7 @@ from icecube_cloud.products._common import (
     open_binary,
     open_raster,
 )
-from icecube_cloud.products.model import ProductFormat, ProductMetadata
+from icecube_cloud.products.model import ProductMetadata
 
 log = logging.getLogger(__name__)
 

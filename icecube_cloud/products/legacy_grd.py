@@ -15,9 +15,10 @@ from rasterio.control import GroundControlPoint as RioGCP
 from rasterio.crs import CRS
 
 from icecube_cloud.errors import ProductError
+from icecube_cloud.model import ProductFormat
 from icecube_cloud.products._common import TRUNCATED_KEY, Fields, legacy_fields
 from icecube_cloud.products._parse import parse_tag_value
-from icecube_cloud.products.model import GroundControlPoint, ProductFormat, ProductMetadata
+from icecube_cloud.products.model import GroundControlPoint, ProductMetadata
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from typing import IO, Any
 import h5py
 
 from icecube_cloud.errors import ProductError
+from icecube_cloud.model import ProductFormat
 from icecube_cloud.products import integrity
 from icecube_cloud.products._common import Fields, legacy_fields
 from icecube_cloud.products._parse import to_jsonable
-from icecube_cloud.products.model import ProductFormat, ProductMetadata
+from icecube_cloud.products.model import ProductMetadata
 
 PIXEL_DATASETS = ("s_i", "s_q")
 """Datasets holding the real and imaginary parts of the pixels."""

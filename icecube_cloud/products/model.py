@@ -7,40 +7,20 @@ plans, cubes) works on this object and never looks at ICEYE tags again.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-ProductLevel = Literal["GRD", "SLC"]
-"""Processing level of a product: detected amplitude (GRD) or single-look complex (SLC)."""
+from icecube_cloud.model import Orientation, ProductFormat, ProductLevel
 
-Orientation = Literal["native", "shadows-down"]
-"""Pixel layout in the file.
-
-``native``: rows are azimuth lines, columns are range samples (legacy products).
-``shadows-down``: range runs down the rows and azimuth runs *backwards* along the columns (current
-ICEYE COGs). Readers undo this so that every cube has (azimuth, range) in the same physical sense.
-"""
-
-
-class ProductFormat(enum.StrEnum):
-    """The file flavour of an ICEYE product; also the STAC asset key of its data asset."""
-
-    LEGACY_GRD = "grd-tiff"
-    """Legacy GRD GeoTIFF (product spec 2.x): uint16 amplitude, metadata in GDAL tags."""
-    LEGACY_SLC = "slc-hdf5"
-    """Legacy SLC HDF5: ``s_i``/``s_q`` datasets, metadata as top-level datasets."""
-    GRD_COG = "grd-cog"
-    """Current GRD COG with a sidecar STAC item (shadows-down)."""
-    SLC_COG = "slc-cog"
-    """Current SLC COG (bands: amplitude, phase) with a sidecar STAC item (shadows-down)."""
-
-    @property
-    def level(self) -> ProductLevel:
-        """The processing level (GRD or SLC) of this flavour."""
-        return "GRD" if self in (ProductFormat.LEGACY_GRD, ProductFormat.GRD_COG) else "SLC"
+__all__ = [
+    "GroundControlPoint",
+    "Orientation",
+    "ProductFormat",
+    "ProductLevel",
+    "ProductMetadata",
+]
 
 
 @dataclass(frozen=True)

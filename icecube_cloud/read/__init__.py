@@ -6,16 +6,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from icecube_cloud.errors import BuildError
+from icecube_cloud.model import ProductFormat, Window
 from icecube_cloud.products._common import is_local
-from icecube_cloud.products.model import ProductFormat
 from icecube_cloud.read.contiguous import ContiguousTiffReader
 from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
-from icecube_cloud.read.protocol import Reader, Window
+from icecube_cloud.read.protocol import Reader
 from icecube_cloud.read.rasterio_reader import RasterioReader
 from icecube_cloud.read.slc_cog_reader import SlcCogReader
 
 if TYPE_CHECKING:
-    from icecube_cloud.plan import SourceRef
+    from icecube_cloud.model import SourceRef
 
 __all__ = [
     "ContiguousTiffReader",

@@ -39,14 +39,14 @@ import zarr
 from dask.base import tokenize
 from rasterio.env import get_gdal_config, set_gdal_config
 
+from icecube_cloud.model import ProductFormat
 from icecube_cloud.products._common import filesystem, is_local, local_path
-from icecube_cloud.products.model import ProductFormat
 from icecube_cloud.read.contiguous import ContiguousTiffReader
 from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
 from icecube_cloud.read.protocol import Reader
 
 if TYPE_CHECKING:
-    from icecube_cloud.plan import SourceRef
+    from icecube_cloud.model import SourceRef
     from icecube_cloud.storage import StorageTarget
 
 MAX_READERS = 8

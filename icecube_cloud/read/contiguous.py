@@ -32,9 +32,8 @@ import tifffile
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.gdal_io import HEADER_BYTES
+from icecube_cloud.model import Orientation, Window
 from icecube_cloud.products._common import filesystem, is_local, local_path
-from icecube_cloud.products.model import Orientation
-from icecube_cloud.read.protocol import Window
 
 
 @dataclass(frozen=True)

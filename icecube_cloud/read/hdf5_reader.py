@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from icecube_cloud.errors import ProductError
+from icecube_cloud.model import Window
 from icecube_cloud.products._common import filesystem, is_local, local_path
 from icecube_cloud.products.legacy_slc import PIXEL_DATASETS
-from icecube_cloud.read.protocol import Window
 
 EXACT_IQ_DTYPES = frozenset(
     np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "float16", "float32")

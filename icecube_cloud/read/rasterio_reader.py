@@ -20,8 +20,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.gdal_io import gdal_s3_env, open_raster
-from icecube_cloud.products.model import Orientation
-from icecube_cloud.read.protocol import Window
+from icecube_cloud.model import Orientation, Window
 
 
 class RasterioReader:

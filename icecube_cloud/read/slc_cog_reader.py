@@ -16,8 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from icecube_cloud.errors import ProductError
-from icecube_cloud.products.model import Orientation
-from icecube_cloud.read.protocol import Window
+from icecube_cloud.model import Orientation, Window
 from icecube_cloud.read.rasterio_reader import RasterioReader
 
 AMPLITUDE_BAND = 1

@@ -11,8 +11,9 @@ from importlib import resources
 import pystac
 
 from icecube_cloud.errors import CatalogError
+from icecube_cloud.model import COLLECTION_OF_LEVEL
 
-PRODUCT_COLLECTION_IDS: tuple[str, ...] = ("iceye-grd", "iceye-slc")
+PRODUCT_COLLECTION_IDS: tuple[str, ...] = tuple(COLLECTION_OF_LEVEL.values())
 """Collections of ICEYE products (one per processing level)."""
 LABEL_COLLECTION_ID = "iceye-labels"
 """Collection of label-extension items (one per labels source and product)."""

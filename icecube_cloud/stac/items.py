@@ -18,8 +18,9 @@ import shapely
 from shapely.geometry import MultiPoint, Polygon, mapping
 
 from icecube_cloud.errors import CatalogError, ProductError
+from icecube_cloud.model import COLLECTION_OF_LEVEL, ProductFormat
 from icecube_cloud.products.cog import is_iceye_sidecar, sidecar_file_shape
-from icecube_cloud.products.model import ProductFormat, ProductMetadata
+from icecube_cloud.products.model import ProductMetadata
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ ITEM_EXTENSIONS: tuple[str, ...] = (
 )
 """Extension schemas every product item declares (all mirrored offline)."""
 
-COLLECTION_BY_LEVEL: dict[str, str] = {"GRD": "iceye-grd", "SLC": "iceye-slc"}
 """STAC collection id of each processing level."""
 
 MEDIA_TYPES: dict[ProductFormat, str] = {
@@ -76,7 +76,7 @@ _KEY_OK = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
 
 def collection_id_for(meta: ProductMetadata) -> str:
     """The collection (``iceye-grd`` / ``iceye-slc``) a product belongs to."""
-    return COLLECTION_BY_LEVEL[meta.level]
+    return COLLECTION_OF_LEVEL[meta.level]
 
 
 def product_to_item(meta: ProductMetadata) -> pystac.Item:

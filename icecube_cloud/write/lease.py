@@ -21,10 +21,10 @@ from typing import Any
 
 from icecube_cloud.errors import IcecubeError
 from icecube_cloud.storage import StorageTarget, is_remote
+from icecube_cloud.write.journal import LEASE_KEY
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = "_icecube/lease.json"
 DEFAULT_TTL = timedelta(hours=6)
 """How long a lease lives without renewal: longer than any sane single build."""
 

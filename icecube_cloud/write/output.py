@@ -21,13 +21,15 @@ from typing import Any
 
 from icecube_cloud.errors import UsageError
 from icecube_cloud.storage import StorageTarget, is_remote
-from icecube_cloud.write.lease import LEASE_KEY
-from icecube_cloud.write.zarr_writer import PENDING_KEY, PROGRESS_DIR, ROOT_DOC
+from icecube_cloud.write.journal import (
+    JOURNAL_NAMES,
+    LEASE_KEY,
+    PENDING_KEY,
+    PROGRESS_DIR,
+    ROOT_DOC,
+    VERSION_ATTR,
+)
 
-VERSION_ATTR = "icecube_cloud_version"
-"""Root attribute every cube of ours carries (materialised and virtual)."""
-_BOOKKEEPING = frozenset({"lease.json", "pending.json", "done"})
-"""What a ``_icecube/`` folder of ours may hold."""
 _MAX_REFERENCE_BYTES = 2**30
 """A file larger than this at a ``.json`` output is not read to see whether it is ours."""
 _SHOWN = 5
@@ -125,7 +127,7 @@ def _bookkeeping_is_ours(target: StorageTarget) -> bool:
         }
     except (FileNotFoundError, NotADirectoryError):
         return False
-    return inner <= _BOOKKEEPING
+    return inner <= JOURNAL_NAMES
 
 
 def inspect_output(target: StorageTarget) -> OutputState:

@@ -29,20 +29,19 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from icecube_cloud.build import BuildResult, gather_futures, read_source_info
 from icecube_cloud.errors import ProductError, UsageError, portable_errors
-from icecube_cloud.plan import CubePlan, SourceRef
+from icecube_cloud.model import SourceRef
+from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.read.byte_ranges import ZARR_HINT, ArrayRefs, SourceRefs, source_references
 from icecube_cloud.storage import StorageOptions, StorageTarget, is_remote
+from icecube_cloud.virtual import SOURCES_ATTR, VIRTUAL_ATTR
 from icecube_cloud.write.coords import coord_encoding
+from icecube_cloud.write.executor import BuildResult, gather_futures, read_source_info
+from icecube_cloud.write.journal import STATUS_ATTR
 from icecube_cloud.write.output import OutputKind, inspect_reference_output, refuse_foreign
-from icecube_cloud.write.source_refs import ZARR_HINT, ArrayRefs, SourceRefs, source_references
-from icecube_cloud.write.zarr_writer import STATUS_ATTR, skeleton
+from icecube_cloud.write.skeleton import skeleton
 
-VIRTUAL_ATTR = "icecube_cloud_virtual"
-"""Root attribute describing the lazy transformations :func:`open_cube` applies."""
-SOURCES_ATTR = "icecube_cloud_sources"
-"""Root attribute listing every referenced file with its size (and ETag) when referenced."""
 _META_SUFFIXES = (".zarray", ".zattrs", ".zgroup")
 
 

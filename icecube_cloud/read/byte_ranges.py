@@ -23,8 +23,7 @@ import numpy as np
 import tifffile
 
 from icecube_cloud.errors import ProductError, portable_errors
-from icecube_cloud.plan import SourceRef
-from icecube_cloud.products.model import ProductFormat
+from icecube_cloud.model import ProductFormat, SourceRef
 from icecube_cloud.read.contiguous import contiguous_offset
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,233 @@
+"""The cube's documents: everything a build writes but the pixel chunks, rendered in memory.
+
+The skeleton is the cube as an ``xr.Dataset`` whose pixel variables are never-computed placeholders;
+:func:`skeleton_documents` renders its Zarr v3 objects (array documents, coordinate chunks, and the root
+group document with the consolidated metadata of every array) so that they are written in one batch,
+the root document last (:mod:`icecube_cloud.write.journal`). A virtual cube inlines the same coordinates.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+import pystac
+import xarray as xr
+import zarr
+import zarr.codecs
+
+from icecube_cloud.labels.cube import flag_attrs, label_vectors
+from icecube_cloud.model import Compression
+from icecube_cloud.plan import CubePlan
+from icecube_cloud.storage import StorageTarget, is_remote
+from icecube_cloud.write.coords import GAP_STRING, STRING_COORDS, coord_encoding
+from icecube_cloud.write.journal import ROOT_DOC
+
+_VARIABLE_ATTRS: dict[str, dict[str, str]] = {
+    "amplitude": {
+        "long_name": "SAR amplitude (digital number)",
+        "units": "1",
+        "comment": "ICEYE GRD amplitude as delivered, bit-exact; calibrated intensity is "
+        "calibration_factor * amplitude**2",
+    },
+    "slc": {
+        "long_name": "single-look complex SAR signal",
+        "units": "1",
+        "comment": "ICEYE SLC as delivered: s_i + 1j*s_q (legacy) or amplitude*exp(1j*phase) (COG)",
+    },
+}
+
+
+def _dt64(values: Sequence[Any]) -> npt.NDArray[np.datetime64]:
+    return np.array(
+        [
+            np.datetime64("NaT", "ns") if v is None else np.datetime64(v.replace(tzinfo=None), "ns")
+            for v in values
+        ],
+        dtype="datetime64[ns]",
+    )
+
+
+def skeleton(
+    plan: CubePlan,
+    metadata_json: Sequence[str],
+    label_vectors: Sequence[Sequence[tuple[str, str]]] | None = None,
+) -> xr.Dataset:
+    """The cube as an ``xr.Dataset`` whose pixel variables are lazy placeholders (never computed).
+
+    Args:
+        plan: The cube plan.
+        metadata_json: One full-metadata JSON string per time slice ("" for gaps).
+        label_vectors: With labels: per time slice, the (WKT in pixel coordinates, class) pairs.
+    """
+    n = len(plan.slices)
+    coords = [s.coords for s in plan.slices]
+
+    def per_time(attr: str, fill: Any) -> list[Any]:
+        return [fill if c is None else getattr(c, attr) for c in coords]
+
+    # One dask chunk: the placeholder is never computed, and its graph (one task per chunk otherwise)
+    # cost ~0.1 s of planning per 500 chunks.
+    pixels = da.zeros((n, *plan.shape), dtype=plan.dtype, chunks=-1)
+    strings = {
+        name: ("time", np.array(per_time(name, ""), dtype=object), {"comment": GAP_STRING})
+        for name in STRING_COORDS
+    }
+    ds = xr.Dataset(
+        {plan.variable: (("time", "azimuth", "range"), pixels, _VARIABLE_ATTRS[plan.variable])},
+        coords={
+            "time": ("time", _dt64([s.time for s in plan.slices])),
+            "azimuth": ("azimuth", np.arange(plan.shape[0], dtype="int32")),
+            "range": ("range", np.arange(plan.shape[1], dtype="int32")),
+            "acquisition_start": ("time", _dt64(per_time("acquisition_start", None))),
+            "acquisition_end": ("time", _dt64(per_time("acquisition_end", None))),
+            "incidence_angle": (
+                "time",
+                np.array(per_time("incidence_angle", np.nan), dtype="float64"),
+            ),
+            "calibration_factor": (
+                "time",
+                np.array(per_time("calibration_factor", np.nan), dtype="float64"),
+            ),
+            "valid": ("time", np.array([s.valid for s in plan.slices], dtype=bool)),
+            "metadata": ("time", np.array(list(metadata_json), dtype=object)),
+            **strings,
+        },
+        attrs=dict(plan.attrs),
+    )
+    if plan.labels is not None:
+        _add_labels(ds, plan, label_vectors or [[] for _ in plan.slices])
+    ds["time"].attrs["comment"] = "acquisition end (UTC), or bin start with temporal_resolution > 0"
+    ds["metadata"].attrs["comment"] = "full product metadata as JSON (lossless); " + GAP_STRING
+    ds["incidence_angle"].attrs["units"] = "degree"
+    ds["valid"].attrs["comment"] = (
+        "false for gap slices: no image; their per-time coordinates hold fill values (NaT, NaN, '')"
+    )
+    return ds
+
+
+def _add_labels(
+    ds: xr.Dataset, plan: CubePlan, vectors: Sequence[Sequence[tuple[str, str]]]
+) -> None:
+    """The ``labels`` raster placeholder and the ``label_geometry``/``label_class`` vectors."""
+    assert plan.labels is not None
+    n = len(plan.slices)
+    raster = da.zeros((n, *plan.shape), dtype="uint8", chunks=-1)
+    attrs = {
+        "long_name": "label class per pixel (0 = background)",
+        **flag_attrs(plan.labels.classes),
+        "comment": "times without labels hold only background",
+    }
+    ds["labels"] = (("time", "azimuth", "range"), raster, attrs)
+    width = max((len(v) for v in vectors), default=0)
+    geometry = np.full((n, width), "", dtype=object)
+    classes = np.full((n, width), "", dtype=object)
+    for t, pairs in enumerate(vectors):
+        for k, (wkt, name) in enumerate(pairs):
+            geometry[t, k], classes[t, k] = wkt, name
+    ds["label_geometry"] = (
+        ("time", "label"),
+        geometry,
+        {
+            "comment": "vector labels as WKT in pixel coordinates (x = range, y = azimuth); '' = none"
+        },
+    )
+    ds["label_class"] = (("time", "label"), classes, {"comment": "class of label_geometry"})
+
+
+def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
+    c = plan.compression
+    enc: dict[str, dict[str, Any]] = {
+        plan.variable: {
+            "chunks": (1, *plan.chunks),
+            "compressors": [
+                zarr.codecs.BloscCodec(cname=c.cname, clevel=c.clevel, shuffle=c.shuffle)
+            ],
+        }
+    }
+    if plan.labels is not None:
+        enc["labels"] = {
+            "chunks": (1, *plan.chunks),
+            "compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
+        }
+    return {**enc, **coord_encoding(zarr_format=3)}
+
+
+def stored_compression(root: Mapping[str, Any]) -> Compression | None:
+    """The Blosc codec of a cube's pixel variable, from its root document's consolidated metadata."""
+    arrays = root.get("consolidated_metadata", {}).get("metadata", {})
+    for name in _VARIABLE_ATTRS:
+        for codec in arrays.get(name, {}).get("codecs", []):
+            if codec.get("name") == "blosc":
+                conf = codec.get("configuration", {})
+                return Compression(
+                    cname=conf["cname"], clevel=int(conf["clevel"]), shuffle=conf["shuffle"]
+                )
+    return None
+
+
+def skeleton_documents(ds: xr.Dataset, plan: CubePlan) -> dict[str, bytes]:
+    """Every object of the cube but the pixel chunks, rendered in memory.
+
+    That is: the array documents, the coordinate chunks, and the root document with the consolidated
+    metadata of every array (one batch of writes instead of one request per object and a listing).
+    """
+    memory: dict[str, Any] = {}  # key -> zarr Buffer
+    store = zarr.storage.MemoryStore(memory)
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not (yet) part of the v3 spec; xarray relies on it.
+        warnings.simplefilter("ignore", category=UserWarning)
+        ds.to_zarr(
+            store,
+            mode="w",
+            compute=False,
+            consolidated=False,
+            zarr_format=3,
+            encoding=_encoding(plan),
+        )
+        zarr.consolidate_metadata(store)
+    return {key: buf.to_bytes() for key, buf in memory.items()}
+
+
+def put_documents(target: StorageTarget, docs: Mapping[str, bytes]) -> None:
+    """Write ``docs`` (keys relative to the cube) to ``target`` concurrently where the store allows."""
+    fs = target.fs
+    paths = {f"{target.path}/{key}": value for key, value in docs.items()}
+    if not is_remote(target.url):
+        for parent in sorted({posixpath.dirname(p) for p in paths}):
+            fs.makedirs(parent, exist_ok=True)
+    fs.pipe(paths)  # s3fs: one batch of concurrent PUTs
+
+
+def write_skeleton(ds: xr.Dataset, plan: CubePlan, target: StorageTarget) -> bytes:
+    """Write array documents and coordinates; return the root document, held back until the commit.
+
+    Readers see no cube meanwhile: without the root ``zarr.json`` there is no group to open.
+    """
+    docs = skeleton_documents(ds, plan)
+    root = docs.pop(ROOT_DOC)
+    put_documents(target, docs)
+    return root
+
+
+def label_vectors_of(
+    plan: CubePlan, storage_options: Mapping[str, Any]
+) -> list[list[tuple[str, str]]] | None:
+    """Per time slice, the vector labels of its product (pixel-coordinate WKT, class)."""
+    if plan.labels is None:
+        return None
+    items = plan.labels.items
+    return [
+        label_vectors(
+            [pystac.Item.from_dict(dict(d)) for d in items.get(s.source.item_id, ())],
+            storage_options,
+        )
+        if s.source is not None
+        else []
+        for s in plan.slices
+    ]
