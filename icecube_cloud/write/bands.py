@@ -161,25 +161,6 @@ def write_band(
 
 
 @portable_errors
-def write_chunk(
-    target: StorageTarget,
-    variable: str,
-    t: int,
-    window: Window,
-    source: SourceRef,
-    storage_options: Mapping[str, Any] | None = None,
-) -> int:
-    """Read one window of one source and write it as one chunk (runs on a worker).
-
-    Deterministic: the bytes written depend only on the arguments and the source file.
-
-    Returns:
-        Number of uncompressed bytes written.
-    """
-    return write_band(target, variable, t, (window,), source, storage_options)
-
-
-@portable_errors
 def write_label_slice(
     target: StorageTarget,
     t: int,
