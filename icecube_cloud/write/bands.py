@@ -27,6 +27,7 @@ from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
 from icecube_cloud.write.journal import Journal, band_key, label_key
+from icecube_cloud.write.zarr_internals import chunk_key
 
 BAND_BYTES = 16 * 2**20
 """Most decoded pixel bytes one band task reads and writes (a whole chunk row when it fits)."""
@@ -243,7 +244,7 @@ def remove_time_slices(target: StorageTarget, names: Sequence[str], times: Seque
         array = zarr.open_array(store=target.zarr_store(), path=name, mode="r", zarr_format=3)
         grid = array.cdata_shape[1:]
         keys = [
-            f"{target.path}/{name}/{array.metadata.encode_chunk_key((t, i, j))}"
+            f"{target.path}/{name}/{chunk_key(array, (t, i, j))}"
             for t in times
             for i in range(grid[0])
             for j in range(grid[1])
