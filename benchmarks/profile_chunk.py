@@ -1,4 +1,4 @@
-"""Where a chunk task's time goes: one ``write_chunk`` split into open / read / encode / store.
+"""Where a chunk task's time goes: a one-chunk ``write_band`` split into open / read / encode / store.
 
 Builds the skeleton of a real cube (a 2-image stack of the given size), then for a few chunk windows of
 the first image times, in this process and one thread (as a worker does):
@@ -8,7 +8,7 @@ the first image times, in this process and one thread (as a worker does):
 * ``open_array``: ``zarr.open_array`` on the cube (reads the array metadata);
 * ``encode``: the cube's Blosc codec on the window's pixels;
 * ``put``: writing the encoded bytes as one object to the same store;
-* ``write_chunk``: the engine's task itself, end to end (for comparison with the sum).
+* ``write_band``: the engine's task itself for one chunk, end to end (for comparison with the sum).
 
 Usage: ``python -m benchmarks.profile_chunk [--kind grd|slc] [--size large] [--s3] [--chunks 6]``.
 """
@@ -35,8 +35,9 @@ from icecube_cloud.build import plan_cube
 from icecube_cloud.read import open_reader
 from icecube_cloud.storage import StorageOptions, StorageTarget
 from icecube_cloud.testing.moto import MotoServer
-from icecube_cloud.write.bands import write_chunk
-from icecube_cloud.write.skeleton import skeleton, write_skeleton
+from icecube_cloud.write.bands import write_band
+from icecube_cloud.write.journal import ROOT_DOC
+from icecube_cloud.write.skeleton import put_documents, skeleton, skeleton_documents
 
 log = logging.getLogger("benchmarks.profile_chunk")
 T = TypeVar("T")
@@ -52,7 +53,9 @@ def profile(catalog: str, out: str, so: StorageOptions | None, n_chunks: int) ->
     """Median seconds per step over ``n_chunks`` windows of the first image."""
     plan = plan_cube(catalog, {}, storage_options=so)
     target = StorageTarget.from_url(out, so)
-    write_skeleton(skeleton(plan, [""] * len(plan.slices)), plan, target)
+    docs = skeleton_documents(skeleton(plan, [""] * len(plan.slices)), plan)
+    docs.pop(ROOT_DOC)  # no cube for readers: only the arrays are needed here
+    put_documents(target, docs)
     source = plan.slices[0].source
     assert source is not None
     c = plan.compression
@@ -74,14 +77,14 @@ def profile(catalog: str, out: str, so: StorageOptions | None, n_chunks: int) ->
         key = f"{target.path}/_profile/{w.az0}_{w.rg0}"
         fs.makedirs(fs._parent(key), exist_ok=True)
         _, t_put = _timed(lambda: fs.pipe_file(key, bytes(blob)))  # noqa: B023
-        _, t_task = _timed(lambda: write_chunk(target, plan.variable, 0, w, source, so))  # noqa: B023
+        _, t_task = _timed(lambda: write_band(target, plan.variable, 0, (w,), source, so))  # noqa: B023
         for name, t in (("open_source", t_open), ("read", t_read), ("open_array", t_arr),
-                        ("encode", t_enc), ("put", t_put), ("write_chunk", t_task)):  # fmt: skip
+                        ("encode", t_enc), ("put", t_put), ("write_band", t_task)):  # fmt: skip
             steps.setdefault(name, []).append(t)
         nbytes, encoded = data.nbytes, len(blob)
     target.remove()
     med = {k: round(statistics.median(v) * 1000, 1) for k, v in steps.items()}
-    parts = sum(v for k, v in med.items() if k != "write_chunk")
+    parts = sum(v for k, v in med.items() if k != "write_band")
     return {
         "chunk": list(plan.chunks),
         "chunk_mib": round(nbytes / MiB, 2),

@@ -1,13 +1,16 @@
 """Direct chunk writes (``icecube_cloud.write.chunks``) store exactly what zarr itself stores.
 
 For each codec and sample type the build uses, the same pixels are written once by
-``zarr.Array.__setitem__`` and once by :func:`write_blocks`: the stored objects must be byte-identical,
-edge chunks included, and chunks equal to the fill value must be absent (and removed when a slice is
-rewritten with empty pixels).
+``zarr.Array.__setitem__`` and once by :func:`write_blocks` (through the zarr-internals adapter,
+``icecube_cloud.write.zarr_internals``): the stored objects must be byte-identical, edge chunks
+included, and chunks equal to the fill value must be absent (and removed when a slice is rewritten
+with empty pixels). The adapter relies on zarr internals: the zarr version it was checked against is
+pinned here, so an upgrade fails loudly until the adapter has been re-checked.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,29 @@ import pytest
 import zarr
 import zarr.codecs
 
+from icecube_cloud.write import zarr_internals
 from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
 
 SHAPE, CHUNKS = (2, 100, 70), (1, 64, 32)  # edge chunks in both directions
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+RECHECK = (
+    "icecube_cloud/write/zarr_internals.py relies on zarr internals checked against zarr "
+    f"{zarr_internals.ZARR_VERSION}: re-check codec_chain (ArrayV3Metadata.codecs), chunk_key "
+    "(ArrayV3Metadata.encode_chunk_key) and store_chunks (zarr.core.sync.sync, Store.set/delete, "
+    "zarr.buffer) against the zarr release in use, run tests/test_43_chunks.py (stored bytes identical "
+    "to Array.__setitem__), then set ZARR_VERSION and the zarr== pin of pyproject.toml to it."
+)
+
+
+def test_zarr_is_the_release_the_adapter_was_checked_against() -> None:
+    pin = re.search(r'"zarr==([^"]+)"', PYPROJECT.read_text())
+    assert pin is not None, f"no zarr== pin in {PYPROJECT}"
+    assert pin.group(1) == zarr_internals.ZARR_VERSION, (
+        f"pyproject pins zarr {pin.group(1)}. {RECHECK}"
+    )
+    assert zarr.__version__ == zarr_internals.ZARR_VERSION, (
+        f"zarr {zarr.__version__} installed. {RECHECK}"
+    )
 
 
 def _objects(root: Path) -> dict[str, bytes]:
@@ -29,14 +52,18 @@ def _objects(root: Path) -> dict[str, bytes]:
     }
 
 
-def _array(path: Path, dtype: str, cname: str, shuffle: str) -> zarr.Array[Any]:
+def _array(
+    path: Path, dtype: str, cname: str, shuffle: str, name: str | None = None, **kwargs: Any
+) -> zarr.Array[Any]:
     return zarr.create_array(
         store=str(path),
+        name=name,
         shape=SHAPE,
         chunks=CHUNKS,
         dtype=dtype,
         compressors=[zarr.codecs.BloscCodec(cname=cname, clevel=5, shuffle=shuffle)],
         zarr_format=3,
+        **kwargs,
     )
 
 
@@ -67,6 +94,7 @@ def _blocks(data: np.ndarray) -> list[tuple[tuple[int, ...], np.ndarray]]:
         ("uint16", "zstd", "shuffle"),
         ("complex64", "lz4", "bitshuffle"),
         ("float32", "zlib", "noshuffle"),
+        ("int16", "blosclz", "shuffle"),
     ],
 )
 def test_same_bytes_as_zarr(tmp_path: Path, dtype: str, cname: str, shuffle: str) -> None:
@@ -82,6 +110,32 @@ def test_same_bytes_as_zarr(tmp_path: Path, dtype: str, cname: str, shuffle: str
     assert stored == _objects(tmp_path / "zarr.zarr")
     assert "c/0/0/0" not in stored and "c/1/0/0" in stored  # the empty chunk is absent
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "ours.zarr"))[:], data)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "key", "empty"),
+    [({"name": "default", "separator": "/"}, "c/1/0/2", "c/0/0/0"),
+     ({"name": "default", "separator": "."}, "c.1.0.2", "c.0.0.0"),
+     ({"name": "v2", "separator": "."}, "1.0.2", "0.0.0")],
+)  # fmt: skip
+def test_adapter_keys_are_zarrs_in_a_group(
+    tmp_path: Path, encoding: dict[str, str], key: str, empty: str
+) -> None:
+    """An array inside a cube (a path in the store), with each chunk-key encoding."""
+    data = _pixels("uint16")
+    theirs = _array(tmp_path / "zarr.zarr", "uint16", "zstd", "bitshuffle", "amplitude",
+                    chunk_key_encoding=encoding)  # fmt: skip
+    theirs[:] = data
+    ours = _array(tmp_path / "ours.zarr", "uint16", "zstd", "bitshuffle", "amplitude",
+                  chunk_key_encoding=encoding)  # fmt: skip
+    assert zarr_internals.chunk_key(ours, (1, 0, 2)) == key
+    write_blocks(ours, ChunkEncoder.for_array(ours), _blocks(data))
+
+    stored = _objects(tmp_path / "ours.zarr")
+    assert stored == _objects(tmp_path / "zarr.zarr")
+    assert f"amplitude/{key}" in stored
+    assert f"amplitude/{empty}" not in stored  # the chunk equal to the fill value
+    assert len(stored) == SHAPE[0] * 2 * 3 - 1
 
 
 def test_rewriting_with_empty_pixels_removes_the_old_chunks(tmp_path: Path) -> None:
@@ -107,3 +161,11 @@ def test_other_codec_chains_are_left_to_zarr(tmp_path: Path) -> None:
     data = _pixels("uint16")
     write_blocks(array, None, _blocks(data))
     np.testing.assert_array_equal(array[:], data)
+
+
+def test_sharded_arrays_are_left_to_zarr(tmp_path: Path) -> None:
+    """A sharded array's *inner* chain is bytes -> blosc; its stored objects are shards, not chunks."""
+    array = _array(tmp_path / "s.zarr", "uint16", "lz4", "bitshuffle", shards=(1, 128, 64))
+    assert isinstance(array.serializer, zarr.codecs.BytesCodec)  # what the public API reports
+    assert [type(c) for c in zarr_internals.codec_chain(array)] == [zarr.codecs.ShardingCodec]
+    assert ChunkEncoder.for_array(array) is None

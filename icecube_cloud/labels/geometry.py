@@ -63,16 +63,6 @@ def file_to_physical(
     return cols, rows
 
 
-def physical_to_file(
-    meta: ProductMetadata, x_range: np.ndarray, y_azimuth: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Continuous physical (x = range, y = azimuth) -> file (col, row); inverse of ``file_to_physical``."""
-    x, y = np.asarray(x_range, dtype=float), np.asarray(y_azimuth, dtype=float)
-    if meta.orientation == "shadows-down":
-        return meta.shape[0] - y, x
-    return x, y
-
-
 def _transformer(meta: ProductMetadata, method: Method) -> TransformerBase:
     if method == "transform":
         assert meta.transform is not None

@@ -58,27 +58,10 @@ def pixel_geojson(objects: Sequence[LabelObject]) -> dict[str, Any]:
     }
 
 
-def label_item(
-    *,
-    source: LabelSource,
-    product: pystac.Item,
-    product_href: str,
-    objects: Sequence[LabelObject],
-    labels_href: str | None,
-    mask_href: str | None,
-    mask_values: Sequence[int] = (),
-) -> pystac.Item:
-    """The label item of ``source`` for one product.
-
-    Args:
-        source: The labels file.
-        product: The labelled product's item (geometry and times are copied from it).
-        product_href: Where the product item lives (the ``source`` link).
-        objects: Labels in the product's pixel coordinates.
-        labels_href: Absolute href of the GeoJSON asset (``None`` when there are no objects).
-        mask_href: Segmentation mask href, kept as given.
-        mask_values: Non-zero values present in the mask (its classes).
-    """
+def _label_classes(
+    objects: Sequence[LabelObject], mask_href: str | None, mask_values: Sequence[int]
+) -> list[dict[str, Any]]:
+    """``label:classes``: the vector class names, then the mask's numeric classes."""
     classes: list[dict[str, Any]] = []
     names = sorted({o.label_class for o in objects})
     if names:
@@ -88,14 +71,24 @@ def label_item(
         # whenever label:properties is set), null for raster-only items.
         name = "mask" if objects else None
         classes.append({"name": name, "classes": [int(v) for v in mask_values]})
+    return classes
+
+
+def _label_properties(
+    source: LabelSource,
+    product: pystac.Item,
+    objects: Sequence[LabelObject],
+    mask_href: str | None,
+    mask_values: Sequence[int],
+) -> dict[str, Any]:
+    """The label extension's properties, and the product's time span."""
     tasks = sorted({o.task for o in objects} | ({"segmentation"} if mask_href else set()))
-    kind = "vector" if objects else "raster"
     what = [f"{len(objects)} objects"] if objects else []
     what += ["a segmentation mask"] if mask_href else []
     props: dict[str, Any] = {
-        "label:type": kind,
+        "label:type": "vector" if objects else "raster",
         "label:properties": [CLASS_PROPERTY] if objects else None,
-        "label:classes": classes,
+        "label:classes": _label_classes(objects, mask_href, mask_values),
         "label:tasks": tasks,
         "label:description": (
             f"{' and '.join(what)} for {product.id} from {posixpath.basename(source.href)} "
@@ -106,15 +99,11 @@ def label_item(
     for key in ("start_datetime", "end_datetime"):
         if key in product.properties:
             props[key] = product.properties[key]
-    item = pystac.Item(
-        id=label_item_id(source, product.id),
-        geometry=product.geometry,
-        bbox=product.bbox,
-        datetime=product.datetime,
-        properties=props,
-        stac_extensions=[LABEL_EXTENSION],
-        collection=LABEL_COLLECTION_ID,
-    )
+    return props
+
+
+def _add_assets(item: pystac.Item, labels_href: str | None, mask_href: str | None) -> None:
+    """The GeoJSON of vector labels and the segmentation mask, when there are any."""
     if labels_href is not None:
         item.add_asset(
             VECTOR_ASSET,
@@ -136,6 +125,39 @@ def label_item(
                 title="Segmentation mask (values are class codes, 0 = background)",
             ),
         )
+
+
+def label_item(
+    *,
+    source: LabelSource,
+    product: pystac.Item,
+    product_href: str,
+    objects: Sequence[LabelObject],
+    labels_href: str | None,
+    mask_href: str | None,
+    mask_values: Sequence[int] = (),
+) -> pystac.Item:
+    """The label item of ``source`` for one product.
+
+    Args:
+        source: The labels file.
+        product: The labelled product's item (geometry and times are copied from it).
+        product_href: Where the product item lives (the ``source`` link).
+        objects: Labels in the product's pixel coordinates.
+        labels_href: Absolute href of the GeoJSON asset (``None`` when there are no objects).
+        mask_href: Segmentation mask href, kept as given.
+        mask_values: Non-zero values present in the mask (its classes).
+    """
+    item = pystac.Item(
+        id=label_item_id(source, product.id),
+        geometry=product.geometry,
+        bbox=product.bbox,
+        datetime=product.datetime,
+        properties=_label_properties(source, product, objects, mask_href, mask_values),
+        stac_extensions=[LABEL_EXTENSION],
+        collection=LABEL_COLLECTION_ID,
+    )
+    _add_assets(item, labels_href, mask_href)
     link = pystac.Link(rel="source", target=product_href, media_type=pystac.MediaType.GEOJSON,
                        title=product.id)  # fmt: skip
     link.extra_fields["label:assets"] = [item_format(product).value]  # the labelled asset

@@ -8,7 +8,7 @@ product files.
 from __future__ import annotations
 
 from icecube_cloud.model import Orientation, ProductFormat, ProductLevel
-from icecube_cloud.products.detect import find_products, is_product, read_product
+from icecube_cloud.products.detect import find_products, read_product
 from icecube_cloud.products.model import GroundControlPoint, ProductMetadata
 
 __all__ = [
@@ -18,6 +18,5 @@ __all__ = [
     "ProductLevel",
     "ProductMetadata",
     "find_products",
-    "is_product",
     "read_product",
 ]

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import rasterio
@@ -136,6 +137,132 @@ def embedded_item(ds: rasterio.DatasetReader, where: str) -> dict[str, Any] | No
     return None if text is None else load_item(text, where)
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """The pixel layout of a COG as the file (or, with no file, the sidecar) declares it."""
+
+    file_shape: tuple[int, int]
+    """(rows, cols) of the file."""
+    transform: tuple[float, ...] | None
+    """Affine ``(a, b, c, d, e, f)``, or ``None`` when unknown."""
+    dtype: str
+    """Pixel dtype of the first band."""
+    crs: str | None
+    """CRS of the transform."""
+
+
+def _format(
+    item: Mapping[str, Any], product_type: str, ds: rasterio.DatasetReader | None
+) -> ProductFormat:
+    """The flavour: from the data asset's key, else the product type or the file's band count."""
+    asset_key = next((k for k in DATA_ASSETS if k in item.get("assets", {})), None)
+    if asset_key is not None:
+        return DATA_ASSETS[asset_key]
+    if product_type.upper().startswith("SLC") or (ds is not None and ds.count == 2):
+        return ProductFormat.SLC_COG
+    return ProductFormat.GRD_COG
+
+
+def _file_layout(
+    ds: rasterio.DatasetReader,
+    href: str,
+    where: str,
+    fmt: ProductFormat,
+    props: Mapping[str, Any],
+    transform: tuple[float, ...] | None,
+) -> _Layout:
+    """The open file's layout, checked against what the sidecar declares.
+
+    Raises:
+        ProductError: A ``proj:transform`` or ``proj:shape`` that disagrees with the file, or a
+            band count that does not fit the flavour.
+    """
+    file_shape = (ds.height, ds.width)
+    file_transform = tuple(ds.transform)[:6]
+    if transform is not None and not _same_transform(transform, file_transform):
+        raise ProductError(
+            where,
+            f"'proj:transform' {props.get('proj:transform')} (GDAL order, affine {transform}) "
+            f"does not match the transform of {href} {file_transform}",
+        )
+    declared = props.get("proj:shape")
+    if declared is not None and list(declared) not in ([*file_shape], [*file_shape][::-1]):
+        raise ProductError(where, f"'proj:shape' {declared} does not match {href} {file_shape}")
+    expected_bands = 2 if fmt is ProductFormat.SLC_COG else 1
+    if ds.count != expected_bands:
+        raise ProductError(
+            href, f"{fmt.value} must have {expected_bands} band(s), found {ds.count}"
+        )
+    crs = ds.crs.to_string() if ds.crs is not None else props.get("proj:code")
+    return _Layout(file_shape, file_transform, str(ds.dtypes[0]), crs)
+
+
+def _sidecar_layout(
+    item: Mapping[str, Any], where: str, fmt: ProductFormat, transform: tuple[float, ...] | None
+) -> _Layout:
+    """The layout the sidecar declares, when no file is at hand."""
+    props: Mapping[str, Any] = item["properties"]
+    file_shape = _file_shape(item, transform, where)
+    bands = props.get("raster:bands") or [{}]
+    default = "float32" if fmt is ProductFormat.SLC_COG else "uint16"
+    dtype = _STAC_DTYPES.get(str(bands[0].get("data_type")), default)
+    return _Layout(file_shape, transform, dtype, props.get("proj:code"))
+
+
+def _metadata(
+    href: str,
+    item: Mapping[str, Any],
+    props: dict[str, Any],
+    fields: Fields,
+    fmt: ProductFormat,
+    product_type: str,
+    layout: _Layout,
+    orientation: Orientation,
+) -> ProductMetadata:
+    """The product's metadata from the sidecar's fields (``props``) and the checked layout."""
+    rows, cols = layout.file_shape
+    shape = (cols, rows) if orientation == "shadows-down" else (rows, cols)
+    frequency = fields.number("sar:center_frequency")
+    software = props.get("processing:software")
+    return ProductMetadata(
+        product_id=str(item.get("id") or fields.text("iceye:filename")),
+        href=href,
+        format=fmt,
+        product_type=product_type,
+        acquisition_start=fields.time("start_datetime"),
+        acquisition_end=fields.time("end_datetime"),
+        platform=fields.text("platform"),
+        instrument_mode=fields.text("sar:instrument_mode").lower(),
+        polarizations=tuple(str(p).upper() for p in fields.raw("sar:polarizations")),
+        center_frequency_ghz=frequency / 1e9 if frequency > 1e6 else frequency,
+        incidence_angle=fields.number("view:incidence_angle"),
+        observation_direction=fields.look_side("sar:observation_direction"),
+        orbit_state=fields.orbit_state("sat:orbit_state"),
+        shape=shape,
+        dtype=layout.dtype,
+        orientation=orientation,
+        datetime=fields.time("datetime"),
+        incidence_near=fields.opt_float("iceye:incidence_angle_near"),
+        incidence_far=fields.opt_float("iceye:incidence_angle_far"),
+        absolute_orbit=fields.opt_int("sat:absolute_orbit"),
+        relative_orbit=fields.opt_int("sat:relative_orbit"),
+        pixel_spacing_range=fields.opt_float("sar:pixel_spacing_range"),
+        pixel_spacing_azimuth=fields.opt_float("sar:pixel_spacing_azimuth"),
+        looks_range=fields.opt_float("sar:looks_range"),
+        looks_azimuth=fields.opt_float("sar:looks_azimuth"),
+        calibration_factor=fields.opt_float("iceye:calibration_factor"),
+        footprint=_footprint(item),
+        rpc=props.get("iceye:rpc") if isinstance(props.get("iceye:rpc"), dict) else None,
+        transform=(*layout.transform,) if layout.transform is not None else None,  # type: ignore[arg-type]
+        crs=layout.crs,
+        processing_software=(
+            {str(k): str(v) for k, v in software.items()} if isinstance(software, dict) else {}
+        ),
+        sidecar=dict(item),
+        metadata=props,
+    )
+
+
 def read_cog(
     href: str,
     item: Mapping[str, Any],
@@ -158,14 +285,8 @@ def read_cog(
     where = sidecar_href or href
     props: dict[str, Any] = dict(item["properties"])
     fields = Fields(where, props)
-    asset_key = next((k for k in DATA_ASSETS if k in item.get("assets", {})), None)
     product_type = fields.text("sar:product_type")
-    if asset_key is not None:
-        fmt = DATA_ASSETS[asset_key]
-    elif product_type.upper().startswith("SLC") or (ds is not None and ds.count == 2):
-        fmt = ProductFormat.SLC_COG
-    else:
-        fmt = ProductFormat.GRD_COG
+    fmt = _format(item, product_type, ds)
     raw_transform = props.get("proj:transform")
     transform = gdal_to_affine(raw_transform, where) if raw_transform is not None else None
     orientation: Orientation = (
@@ -174,69 +295,7 @@ def read_cog(
         else "shadows-down"
     )
     if ds is not None:
-        file_shape = (ds.height, ds.width)
-        file_transform = tuple(ds.transform)[:6]
-        if transform is not None and not _same_transform(transform, file_transform):
-            raise ProductError(
-                where,
-                f"'proj:transform' {raw_transform} (GDAL order, affine {transform}) does not match "
-                f"the transform of {href} {file_transform}",
-            )
-        transform = file_transform
-        declared = props.get("proj:shape")
-        if declared is not None and list(declared) not in ([*file_shape], [*file_shape][::-1]):
-            raise ProductError(where, f"'proj:shape' {declared} does not match {href} {file_shape}")
-        expected_bands = 2 if fmt is ProductFormat.SLC_COG else 1
-        if ds.count != expected_bands:
-            raise ProductError(
-                href, f"{fmt.value} must have {expected_bands} band(s), found {ds.count}"
-            )
-        dtype = str(ds.dtypes[0])
-        crs = ds.crs.to_string() if ds.crs is not None else props.get("proj:code")
+        layout = _file_layout(ds, href, where, fmt, props, transform)
     else:
-        file_shape = _file_shape(item, transform, where)
-        bands = props.get("raster:bands") or [{}]
-        default = "float32" if fmt is ProductFormat.SLC_COG else "uint16"
-        dtype = _STAC_DTYPES.get(str(bands[0].get("data_type")), default)
-        crs = props.get("proj:code")
-    rows, cols = file_shape
-    shape = (cols, rows) if orientation == "shadows-down" else (rows, cols)
-    frequency = fields.number("sar:center_frequency")
-    software = props.get("processing:software")
-    return ProductMetadata(
-        product_id=str(item.get("id") or fields.text("iceye:filename")),
-        href=href,
-        format=fmt,
-        product_type=product_type,
-        acquisition_start=fields.time("start_datetime"),
-        acquisition_end=fields.time("end_datetime"),
-        platform=fields.text("platform"),
-        instrument_mode=fields.text("sar:instrument_mode").lower(),
-        polarizations=tuple(str(p).upper() for p in fields.raw("sar:polarizations")),
-        center_frequency_ghz=frequency / 1e9 if frequency > 1e6 else frequency,
-        incidence_angle=fields.number("view:incidence_angle"),
-        observation_direction=fields.look_side("sar:observation_direction"),
-        orbit_state=fields.orbit_state("sat:orbit_state"),
-        shape=shape,
-        dtype=dtype,
-        orientation=orientation,
-        datetime=fields.time("datetime"),
-        incidence_near=fields.opt_float("iceye:incidence_angle_near"),
-        incidence_far=fields.opt_float("iceye:incidence_angle_far"),
-        absolute_orbit=fields.opt_int("sat:absolute_orbit"),
-        relative_orbit=fields.opt_int("sat:relative_orbit"),
-        pixel_spacing_range=fields.opt_float("sar:pixel_spacing_range"),
-        pixel_spacing_azimuth=fields.opt_float("sar:pixel_spacing_azimuth"),
-        looks_range=fields.opt_float("sar:looks_range"),
-        looks_azimuth=fields.opt_float("sar:looks_azimuth"),
-        calibration_factor=fields.opt_float("iceye:calibration_factor"),
-        footprint=_footprint(item),
-        rpc=props.get("iceye:rpc") if isinstance(props.get("iceye:rpc"), dict) else None,
-        transform=(*transform,) if transform is not None else None,  # type: ignore[arg-type]
-        crs=crs,
-        processing_software=(
-            {str(k): str(v) for k, v in software.items()} if isinstance(software, dict) else {}
-        ),
-        sidecar=dict(item),
-        metadata=props,
-    )
+        layout = _sidecar_layout(item, where, fmt, transform)
+    return _metadata(href, item, props, fields, fmt, product_type, layout, orientation)

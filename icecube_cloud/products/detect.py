@@ -60,11 +60,6 @@ def _kind(head: bytes) -> Kind | None:
     return None
 
 
-def sniff(href: str, storage_options: Mapping[str, Any] | None = None) -> Kind | None:
-    """The container kind of a file from its first bytes (``None``: not a product container)."""
-    return _kind(_head(href, storage_options))
-
-
 def _not_a_container(href: str, head: bytes) -> str:
     """Why a file whose first bytes are neither TIFF, HDF5 nor JSON is not a product."""
     if not head:
@@ -263,17 +258,6 @@ def _stac_document_reason(href: str, storage_options: Mapping[str, Any] | None) 
     )
 
 
-def is_product(href: str, storage_options: Mapping[str, Any] | None = None) -> bool:
-    """Whether ingest must read ``href`` as a possible ICEYE product (cheap checks, no pixel read).
-
-    True for a file named like a product (``ICEYE*.tif|tiff|h5|hdf5|he5|json``), a TIFF with ICEYE
-    tags, an embedded item or a sidecar, an HDF5 file with ICEYE datasets, an ICEYE sidecar item, and
-    any TIFF or HDF5 file that cannot be read or is truncated. False for anything else (other JSON,
-    other TIFF/HDF5 files, text, images).
-    """
-    return _ignore_reason(href, storage_options) is None
-
-
 def _list_files(src: str, storage_options: Mapping[str, Any] | None) -> list[str]:
     if is_local(src):
         root = local_path(src)
@@ -293,10 +277,13 @@ def find_products(
 ) -> list[str]:
     """The possible product files at ``src``: the file itself, or those under a folder/prefix.
 
-    Folders are searched recursively (hidden files excepted); the result is sorted. Which files
-    count is :func:`is_product`'s rule: a damaged file that may be a product is listed (reading it
-    says what is wrong), files that are clearly something else are passed over (logged at INFO). A
-    sidecar ``.json`` is not listed when its ``.tif`` is present: it is read with the TIFF.
+    Folders are searched recursively (hidden files excepted); the result is sorted. Listed (cheap
+    checks, no pixel read): a file named like a product (``ICEYE*.tif|tiff|h5|hdf5|he5|json``, unless
+    a JSON one is another STAC document), a TIFF with ICEYE tags, an embedded item or a sidecar, an
+    HDF5 file with ICEYE datasets, an ICEYE sidecar item, and any TIFF or HDF5 file that cannot be
+    read or is truncated (it may be a damaged product: reading it says what is wrong). Anything else
+    (other JSON, other TIFF/HDF5 files, text, images) is passed over (logged at INFO). A sidecar
+    ``.json`` is not listed when its ``.tif`` is present: it is read with the TIFF.
 
     Raises:
         ProductError: ``src`` does not exist or cannot be listed.

@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import pystac
 import shapely
@@ -44,6 +45,89 @@ def cube_item_id(url: str) -> str:
     return f"cube-{name}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
 
 
+def _footprint(sources: Sequence[pystac.Item]) -> tuple[dict[str, Any] | None, list[float] | None]:
+    """GeoJSON geometry and bbox of the union of the source footprints (``None`` when empty)."""
+    footprints = [shape(it.geometry) for it in sources if it.geometry]
+    union = shapely.union_all(footprints) if footprints else None
+    if union is None or union.is_empty:
+        return None, None
+    return mapping(union), list(union.bounds)
+
+
+def _dimensions(plan: CubePlan) -> dict[str, object]:
+    """``cube:dimensions``: the time values and the azimuth/range pixel index extents."""
+    times = [s.time for s in plan.slices]
+    return {
+        "time": {
+            "type": "temporal",
+            "extent": [_iso(min(times)), _iso(max(times))],
+            "values": [_iso(t) for t in times],
+        },
+        "azimuth": {
+            "type": "azimuth",
+            "description": "azimuth line index of the SAR image (slow time)",
+            "extent": [0, plan.shape[0] - 1],
+            "step": 1,
+        },
+        "range": {
+            "type": "range",
+            "description": "range sample index of the SAR image",
+            "extent": [0, plan.shape[1] - 1],
+            "step": 1,
+        },
+    }
+
+
+def _variables(plan: CubePlan) -> dict[str, object]:
+    """``cube:variables``: the pixel variable and the per-time coordinates."""
+    return {
+        plan.variable: {
+            "dimensions": ["time", "azimuth", "range"],
+            "variable_type": "data",
+            "description": f"{plan.product_level} {plan.variable} ({plan.dtype})",
+        },
+        **{
+            name: {"dimensions": ["time"], "variable_type": "auxiliary"} for name in PER_TIME_COORDS
+        },
+    }
+
+
+def _properties(plan: CubePlan, created: datetime | None) -> dict[str, object]:
+    """The item's properties: time span, product level, datacube fields, image and gap counts."""
+    times = [s.time for s in plan.slices]
+    properties: dict[str, object] = {
+        "datetime": None,
+        "start_datetime": _iso(min(times)),
+        "end_datetime": _iso(max(times)),
+        "constellation": "ICEYE",
+        "sar:product_type": plan.product_level,
+        "cube:dimensions": _dimensions(plan),
+        "cube:variables": _variables(plan),
+        "icecube:images": len(plan.slices) - plan.n_gaps,
+        "icecube:gaps": plan.n_gaps,
+    }
+    if created is not None:
+        properties["created"] = _iso(created)
+    return properties
+
+
+def _data_asset(plan: CubePlan, url: str) -> tuple[str, pystac.Asset]:
+    """Key and asset of the cube's data: a Zarr store, or a virtual cube's kerchunk references."""
+    if url.endswith(".json"):  # a virtual cube: kerchunk references to the products' bytes
+        return "references", pystac.Asset(
+            href=url,
+            media_type=REFERENCES_MEDIA_TYPE,
+            roles=["data", "references"],
+            title=f"{plan.product_level} virtual datacube (kerchunk references, Zarr v2)",
+        )
+    return "zarr", pystac.Asset(
+        href=url,
+        media_type=ZARR_MEDIA_TYPE,
+        roles=["data"],
+        title=f"{plan.product_level} datacube (Zarr v3)",
+    )
+
+
 def cube_to_item(
     plan: CubePlan,
     url: str,
@@ -62,76 +146,17 @@ def cube_to_item(
             item's own self href).
         created: Build time, for the ``created`` property.
     """
-    times = [s.time for s in plan.slices]
-    footprints = [shape(it.geometry) for it in sources if it.geometry]
-    union = shapely.union_all(footprints) if footprints else None
-    geometry = mapping(union) if union is not None and not union.is_empty else None
-    properties: dict[str, object] = {
-        "datetime": None,
-        "start_datetime": _iso(min(times)),
-        "end_datetime": _iso(max(times)),
-        "constellation": "ICEYE",
-        "sar:product_type": plan.product_level,
-        "cube:dimensions": {
-            "time": {
-                "type": "temporal",
-                "extent": [_iso(min(times)), _iso(max(times))],
-                "values": [_iso(t) for t in times],
-            },
-            "azimuth": {
-                "type": "azimuth",
-                "description": "azimuth line index of the SAR image (slow time)",
-                "extent": [0, plan.shape[0] - 1],
-                "step": 1,
-            },
-            "range": {
-                "type": "range",
-                "description": "range sample index of the SAR image",
-                "extent": [0, plan.shape[1] - 1],
-                "step": 1,
-            },
-        },
-        "cube:variables": {
-            plan.variable: {
-                "dimensions": ["time", "azimuth", "range"],
-                "variable_type": "data",
-                "description": f"{plan.product_level} {plan.variable} ({plan.dtype})",
-            },
-            **{
-                name: {"dimensions": ["time"], "variable_type": "auxiliary"}
-                for name in PER_TIME_COORDS
-            },
-        },
-        "icecube:images": len(plan.slices) - plan.n_gaps,
-        "icecube:gaps": plan.n_gaps,
-    }
-    if created is not None:
-        properties["created"] = _iso(created)
+    geometry, bbox = _footprint(sources)
     item = pystac.Item(
         id=cube_item_id(url),
         geometry=geometry,
-        bbox=list(union.bounds) if geometry is not None and union is not None else None,
+        bbox=bbox,
         datetime=None,
-        properties=properties,
+        properties=_properties(plan, created),
         stac_extensions=[DATACUBE_EXTENSION],
         collection=CUBE_COLLECTION,
     )
-    if url.endswith(".json"):  # a virtual cube: kerchunk references to the products' bytes
-        asset = pystac.Asset(
-            href=url,
-            media_type=REFERENCES_MEDIA_TYPE,
-            roles=["data", "references"],
-            title=f"{plan.product_level} virtual datacube (kerchunk references, Zarr v2)",
-        )
-        item.add_asset("references", asset)
-    else:
-        asset = pystac.Asset(
-            href=url,
-            media_type=ZARR_MEDIA_TYPE,
-            roles=["data"],
-            title=f"{plan.product_level} datacube (Zarr v3)",
-        )
-        item.add_asset("zarr", asset)
+    item.add_asset(*_data_asset(plan, url))
     hrefs = dict(source_hrefs or {})
     for src in sources:
         href = hrefs.get(src.id) or src.get_self_href()

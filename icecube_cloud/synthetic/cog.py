@@ -37,29 +37,32 @@ def to_shadows_down(physical: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(physical, -1, -2)[..., ::-1])
 
 
-def sidecar_item(
-    spec: SyntheticSpec, level: Literal["GRD", "SLC"], tif_name: str
-) -> dict[str, Any]:
-    """The STAC item ICEYE writes next to (and into) a COG, with generated values."""
-    n_az, n_rg = spec.shape
-    transform = Affine(*cog_transform(spec))
-    width, height = n_az, n_rg  # shadows-down: cols = azimuth, rows = range
-    ring = [transform @ xy for xy in ((0, 0), (width, 0), (width, height), (0, height))]
-    ring.append(ring[0])
-    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
-    centre = transform @ (width / 2, height / 2)
-    kind = level.lower()
+SIDECAR_EXTENSIONS = (
+    "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/view/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/raster/v1.0.0/schema.json",
+)
+"""STAC extensions an ICEYE sidecar declares."""
+
+
+def _orbit_states(spec: SyntheticSpec) -> list[dict[str, Any]]:
+    """``iceye:orbit_states``: the generated state vectors as ICEYE lists them."""
     vectors = state_vectors(spec)
-    orbit_states = [
+    return [
         {"time": _zulu(datetime.fromisoformat(str(t)).replace(tzinfo=UTC)),
          "position": [float(vectors[f"pos{a}"][k]) for a in "XYZ"],
          "velocity": [float(vectors[f"vel{a}"][k]) for a in "XYZ"]}
         for k, t in enumerate(vectors["state_vector_time_utc"])
     ]  # fmt: skip
+
+
+def _acquisition_properties(spec: SyntheticSpec, level: Literal["GRD", "SLC"]) -> dict[str, Any]:
+    """Times, platform and the sar/sat/view/processing extension fields."""
     mid = spec.acquisition_start + spec.duration / 2
-    band = {"data_type": "ui16", "bits_per_sample": 16} if level == "GRD" else {
-        "data_type": "f32", "bits_per_sample": 31}  # fmt: skip
-    props: dict[str, Any] = {
+    return {
         "datetime": _zulu(mid),
         "created": _zulu(spec.acquisition_end + timedelta(days=1)),
         "start_datetime": _zulu(spec.acquisition_start),
@@ -86,6 +89,17 @@ def sidecar_item(
         % 360,
         "view:incidence_angle": spec.incidence_angle,
         "processing:software": {"forge": "v1.0.1", "processor": spec.processor_version},
+    }
+
+
+def _raster_properties(
+    transform: Affine, width: int, height: int, level: Literal["GRD", "SLC"]
+) -> dict[str, Any]:
+    """The proj fields in ICEYE's conventions (``[width, height]``, GDAL order) and raster bands."""
+    centre = transform @ (width / 2, height / 2)
+    band = {"data_type": "ui16", "bits_per_sample": 16} if level == "GRD" else {
+        "data_type": "f32", "bits_per_sample": 31}  # fmt: skip
+    return {
         "proj:code": "EPSG:4326",
         "proj:shape": [width, height],
         "proj:centroid": {"lat": centre[1], "lon": centre[0]},
@@ -98,6 +112,13 @@ def sidecar_item(
             transform.e,
         ],
         "raster:bands": [band] if level == "GRD" else [band, dict(band)],
+    }
+
+
+def _iceye_properties(spec: SyntheticSpec, tif_name: str) -> dict[str, Any]:
+    """ICEYE's own ``iceye:`` fields (ids, Doppler, orbit, incidence, RPC, calibration)."""
+    mid = spec.acquisition_start + spec.duration / 2
+    return {
         "iceye:image_id": spec.absolute_orbit,
         "iceye:image_reference": str(uuid.uuid5(uuid.NAMESPACE_URL, spec.product_id)),
         "iceye:scene_id": spec.product_id[-6:].upper(),
@@ -110,44 +131,65 @@ def sidecar_item(
         "iceye:orientation": "shadows-down",
         "iceye:coordinate_frame": "ecef",
         "iceye:orbit_mean_altitude": 588584,
-        "iceye:orbit_states": orbit_states,
+        "iceye:orbit_states": _orbit_states(spec),
         "iceye:orbit_precision": "precise",
         "iceye:incidence_angle_near": spec.incidence_near,
         "iceye:incidence_angle_far": spec.incidence_far,
-        "iceye:incidence_angle_coeffs": [spec.incidence_near, spec.incidence_span / n_rg, 0.0, 0.0],
+        "iceye:incidence_angle_coeffs": [
+            spec.incidence_near,
+            spec.incidence_span / spec.shape[1],
+            0.0,
+            0.0,
+        ],
         "iceye:average_scene_height": 110,
         "iceye:rpc": rpc_coefficients(spec),
         "iceye:processing_mode": "SLEDF",
         "iceye:calibration_factor": spec.calibration_factor,
     }
+
+
+def _assets(level: Literal["GRD", "SLC"], tif_name: str) -> dict[str, Any]:
+    """The data (COG) and metadata (sidecar) assets."""
+    kind = level.lower()
+    return {
+        f"{kind}-cog": {
+            "href": tif_name,
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "roles": ["data"],
+        },
+        f"{kind}-json": {
+            "href": Path(tif_name).with_suffix(".json").name,
+            "type": "application/geo+json",
+            "roles": ["metadata"],
+        },
+    }
+
+
+def sidecar_item(
+    spec: SyntheticSpec, level: Literal["GRD", "SLC"], tif_name: str
+) -> dict[str, Any]:
+    """The STAC item ICEYE writes next to (and into) a COG, with generated values."""
+    n_az, n_rg = spec.shape
+    transform = Affine(*cog_transform(spec))
+    width, height = n_az, n_rg  # shadows-down: cols = azimuth, rows = range
+    ring = [transform @ xy for xy in ((0, 0), (width, 0), (width, height), (0, height))]
+    ring.append(ring[0])
+    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+    props: dict[str, Any] = {
+        **_acquisition_properties(spec, level),
+        **_raster_properties(transform, width, height, level),
+        **_iceye_properties(spec, tif_name),
+    }
     return {
         "stac_version": "1.0.0",
-        "stac_extensions": [
-            "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
-            "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
-            "https://stac-extensions.github.io/view/v1.0.0/schema.json",
-            "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
-            "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-            "https://stac-extensions.github.io/raster/v1.0.0/schema.json",
-        ],
+        "stac_extensions": list(SIDECAR_EXTENSIONS),
         "id": spec.product_id,
         "type": "Feature",
         "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
         "bbox": [min(lons), min(lats), max(lons), max(lats)],
         "properties": props,
         "links": [],
-        "assets": {
-            f"{kind}-cog": {
-                "href": tif_name,
-                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                "roles": ["data"],
-            },
-            f"{kind}-json": {
-                "href": Path(tif_name).with_suffix(".json").name,
-                "type": "application/geo+json",
-                "roles": ["metadata"],
-            },
-        },
+        "assets": _assets(level, tif_name),
     }
 
 

@@ -140,7 +140,6 @@ class StacApiServer:
         self.api_pid: int | None = None
         self._api: subprocess.Popen[bytes] | None = None
         self._bindir: Path | None = None
-        self._pg_running = False
 
     @property
     def url(self) -> str:
@@ -222,7 +221,6 @@ class StacApiServer:
         self.api_pid = None
         if self._pgdata.joinpath("postmaster.pid").exists():
             self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30", check=False)
-        self._pg_running = False
         if self.workdir.is_dir():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -276,7 +274,6 @@ class StacApiServer:
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._pg_ctl("start", "-w", "-t", "30", "-l", str(self.pg_log), "-o", opts)
-        self._pg_running = True
 
     def _create_database(self, password: str) -> None:
         sql = (

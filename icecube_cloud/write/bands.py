@@ -27,6 +27,7 @@ from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
 from icecube_cloud.write.journal import Journal, band_key, label_key
+from icecube_cloud.write.zarr_internals import chunk_key
 
 BAND_BYTES = 16 * 2**20
 """Most decoded pixel bytes one band task reads and writes (a whole chunk row when it fits)."""
@@ -161,25 +162,6 @@ def write_band(
 
 
 @portable_errors
-def write_chunk(
-    target: StorageTarget,
-    variable: str,
-    t: int,
-    window: Window,
-    source: SourceRef,
-    storage_options: Mapping[str, Any] | None = None,
-) -> int:
-    """Read one window of one source and write it as one chunk (runs on a worker).
-
-    Deterministic: the bytes written depend only on the arguments and the source file.
-
-    Returns:
-        Number of uncompressed bytes written.
-    """
-    return write_band(target, variable, t, (window,), source, storage_options)
-
-
-@portable_errors
 def write_label_slice(
     target: StorageTarget,
     t: int,
@@ -262,7 +244,7 @@ def remove_time_slices(target: StorageTarget, names: Sequence[str], times: Seque
         array = zarr.open_array(store=target.zarr_store(), path=name, mode="r", zarr_format=3)
         grid = array.cdata_shape[1:]
         keys = [
-            f"{target.path}/{name}/{array.metadata.encode_chunk_key((t, i, j))}"
+            f"{target.path}/{name}/{chunk_key(array, (t, i, j))}"
             for t in times
             for i in range(grid[0])
             for j in range(grid[1])

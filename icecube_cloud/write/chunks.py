@@ -17,11 +17,13 @@ created with one codec chain (``bytes`` little-endian → ``blosc``), so this mo
   local writes, S3 PUTs), concurrently.
 
 Arrays with any other codec chain are written by ``zarr`` itself (:func:`write_blocks` falls back).
+The few zarr internals this needs (the array's codec chain, its chunk keys, running the store's
+coroutines on zarr's event loop) are behind :mod:`icecube_cloud.write.zarr_internals`; this module
+uses only that adapter and public zarr API.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +32,9 @@ import numcodecs
 import numpy as np
 import numpy.typing as npt
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec
-from zarr.codecs.bytes import Endian
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.codecs import BloscCodec, BytesCodec, Endian
+
+from icecube_cloud.write.zarr_internals import codec_chain, store_chunks
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
@@ -54,7 +55,7 @@ class ChunkEncoder:
     @classmethod
     def for_array(cls, array: zarr.Array[Any]) -> ChunkEncoder | None:
         """An encoder for ``array``, or ``None`` when its codec chain is not ``bytes`` → ``blosc``."""
-        codecs: tuple[Any, ...] = tuple(getattr(array.metadata, "codecs", ()))  # zarr v3 only
+        codecs = codec_chain(array)  # () for zarr v2
         if len(codecs) != 2:
             return None
         raw, blosc = codecs
@@ -144,23 +145,12 @@ def write_blocks(
             )
             array[sel] = block
         return
-    store, prefix = array.store_path.store, array.store_path.path
-    buffer = default_buffer_prototype().buffer
-    puts: dict[str, bytes] = {}
-    deletes: list[str] = []
+    encoded: dict[tuple[int, ...], bytes] = {}
+    empty: list[tuple[int, ...]] = []
     for coords, block in blocks:
-        key = array.metadata.encode_chunk_key(coords)
-        key = f"{prefix}/{key}" if prefix else key
         data = encoder.encode(block)
         if data is None:
-            deletes.append(key)
+            empty.append(coords)
         else:
-            puts[key] = data
-
-    async def store_all() -> None:
-        await asyncio.gather(
-            *(store.set(k, buffer.from_bytes(v)) for k, v in puts.items()),
-            *(store.delete(k) for k in deletes),
-        )
-
-    sync(store_all())
+            encoded[coords] = data
+    store_chunks(array, encoded, empty)

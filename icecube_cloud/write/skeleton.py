@@ -26,7 +26,6 @@ from icecube_cloud.model import Compression
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.coords import GAP_STRING, STRING_COORDS, coord_encoding
-from icecube_cloud.write.journal import ROOT_DOC
 
 _VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "amplitude": {
@@ -202,17 +201,6 @@ def put_documents(target: StorageTarget, docs: Mapping[str, bytes]) -> None:
         for parent in sorted({posixpath.dirname(p) for p in paths}):
             fs.makedirs(parent, exist_ok=True)
     fs.pipe(paths)  # s3fs: one batch of concurrent PUTs
-
-
-def write_skeleton(ds: xr.Dataset, plan: CubePlan, target: StorageTarget) -> bytes:
-    """Write array documents and coordinates; return the root document, held back until the commit.
-
-    Readers see no cube meanwhile: without the root ``zarr.json`` there is no group to open.
-    """
-    docs = skeleton_documents(ds, plan)
-    root = docs.pop(ROOT_DOC)
-    put_documents(target, docs)
-    return root
 
 
 def label_vectors_of(
