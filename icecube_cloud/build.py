@@ -7,6 +7,7 @@ own module. The client only plans, writes metadata and commits; workers read sou
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -23,12 +24,14 @@ from icecube_cloud.errors import (
     BuildError,
     EmptySelectionError,
     IcecubeError,
+    UsageError,
 )
 from icecube_cloud.hrefs import HrefPolicy
 from icecube_cloud.labels.cube import label_classes, labels_by_product
 from icecube_cloud.labels.items import MASK_ASSET
 from icecube_cloud.plan import CubePlan, LabelPlan, ParsedItem, make_plan
 from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.read.policy import Readers
 from icecube_cloud.selection import select
 from icecube_cloud.stac.catalogs import ItemCatalog, open_catalog
 from icecube_cloud.stac.collections import LABEL_COLLECTION_ID
@@ -153,6 +156,7 @@ def build_cube(
     allowed_hrefs: Sequence[str] = (),
     progress: Progress = no_progress,
     format: Literal["zarr", "kerchunk"] = "zarr",  # issue #5
+    readers: Readers | None = None,
 ) -> BuildResult:
     """Search, plan and build a cube in one call (the ``icecube-cloud build`` command).
 
@@ -168,10 +172,19 @@ def build_cube(
         allowed_hrefs: Extra locations the catalog's asset hrefs may point to.
         progress: Progress callback.
         format: ``zarr`` (materialised cube) or ``kerchunk`` (reference JSON at ``out``, no pixel copied).
+        readers: Reader classes by product format, replacing the built-in ones for a ``zarr`` build
+            (:mod:`icecube_cloud.read.policy`; module-level classes the workers can import).
+
+    Raises:
+        UsageError: ``readers`` given for a ``kerchunk`` cube (its readers are its users').
     """
+    if readers and format == "kerchunk":
+        raise UsageError("readers apply to zarr builds; a kerchunk cube copies no pixel")
     planned = search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs)
     progress("plan", 1, 1)
-    run: Executor = execute_references if format == "kerchunk" else execute
+    run: Executor = (
+        execute_references if format == "kerchunk" else functools.partial(execute, readers=readers)
+    )
     with connect(scheduler, workers) as client:
         try:
             result = run(

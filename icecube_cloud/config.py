@@ -27,6 +27,7 @@ from icecube_cloud.model import (
     ProductLevel,
 )
 from icecube_cloud.stac.search import SearchParams, compile_filter
+from icecube_cloud.storage import is_remote, local_path
 
 ProductType = ProductLevel
 
@@ -346,13 +347,13 @@ def load_config(path_or_url: str) -> CubeConfig:
         ConfigError: The file cannot be read, is not JSON, or holds an invalid config.
     """
     try:
-        if "://" in path_or_url and not path_or_url.startswith("file://"):
+        if is_remote(path_or_url):
             import fsspec
 
             with fsspec.open(path_or_url, "rt", encoding="utf-8") as f:
                 text = f.read()
         else:
-            text = Path(path_or_url.removeprefix("file://")).read_text(encoding="utf-8")
+            text = Path(local_path(path_or_url)).read_text(encoding="utf-8")
     except (OSError, ImportError, ValueError) as exc:
         raise ConfigError(None, f"cannot read config file {path_or_url}: {exc}") from None
     try:

@@ -20,7 +20,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.session import AWSSession
 
-from icecube_cloud.storage import StorageOptions
+from icecube_cloud.storage import StorageOptions, is_remote, local_path
 
 READ_BLOCK = 4 * 2**20
 """fsspec read-ahead for rasters on non-S3 stores: a few COG tiles, never the whole file."""
@@ -118,9 +118,8 @@ def open_raster(
     """
     with warnings.catch_warnings():  # slant/ground-range products have no CRS: expected
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        if "://" not in href or href.startswith("file://"):
-            path = href[len("file://") :] if href.startswith("file://") else href
-            with rasterio.open(path) as ds:
+        if not is_remote(href):
+            with rasterio.open(local_path(href)) as ds:
                 yield ds
         elif href.startswith("s3://"):
             with gdal_s3_env(storage_options), rasterio.open("/vsis3/" + href[5:]) as ds:

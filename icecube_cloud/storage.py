@@ -23,7 +23,11 @@ from zarr.abc.store import Store
 
 
 def is_remote(url: str) -> bool:
-    """Whether ``url`` names something other than a local file."""
+    """Whether ``url`` names something other than a local file.
+
+    Local: a plain path (absolute, relative or ``~``) or a ``file://`` URL; anything else with a
+    ``scheme://`` (``s3://``, ``memory://``, ``https://``) is remote.
+    """
     return "://" in url and not url.startswith("file://")
 
 
@@ -41,10 +45,24 @@ def public_url(url: str) -> str:
 
 
 def local_path(url: str) -> str:
-    """Absolute local path of a plain path or ``file://`` URL."""
+    """Absolute local path of a plain path or ``file://`` URL (``~`` expanded, relative to the cwd).
+
+    The path :func:`filesystem` gives for the same ``url``, so a file opened directly (``open``,
+    ``os.stat``, ``np.memmap``, h5py, GDAL) is the one read through fsspec.
+    """
     if url.startswith("file://"):
         url = url[len("file://") :]
     return os.path.abspath(os.path.expanduser(url))
+
+
+def filesystem(
+    url: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem holding ``url`` and the path inside it (a local one: :func:`local_path`)."""
+    if not is_remote(url):
+        return LocalFileSystem(), local_path(url)
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs, str(path)
 
 
 def normalise_url(url: str) -> str:

@@ -24,7 +24,14 @@ from helpers import write_good_and_broken
 from icecube_cloud.build import build_cube
 from icecube_cloud.errors import CatalogError, IcecubeError, ProductError
 from icecube_cloud.ingest import ingest
-from icecube_cloud.storage import StorageOptions, StorageTarget, storage_options_from_env
+from icecube_cloud.storage import (
+    StorageOptions,
+    StorageTarget,
+    filesystem,
+    is_remote,
+    local_path,
+    storage_options_from_env,
+)
 from icecube_cloud.synthetic import expected_pixels, make_stack
 from icecube_cloud.testing.moto import MotoServer
 
@@ -114,6 +121,32 @@ def test_storage_options_from_env(monkeypatch):
         "envsecret",
     )
     assert storage_options_from_env(resolve_credentials=False).key is None
+
+
+def test_local_and_remote_urls_have_one_meaning(tmp_path, monkeypatch):
+    """A local href names the same file for direct opens (``local_path``) and for fsspec."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    local = {
+        "rel/x.tif": tmp_path / "rel" / "x.tif",
+        "./rel/../x.tif": tmp_path / "x.tif",
+        "~/x.tif": home / "x.tif",
+        f"file://{tmp_path}/x.tif": tmp_path / "x.tif",
+        "file://rel/x.tif": tmp_path / "rel" / "x.tif",
+        f"{tmp_path}/dir/": tmp_path / "dir",
+    }
+    for url, path in local.items():
+        assert not is_remote(url), url
+        assert local_path(url) == str(path), url
+        fs, in_fs = filesystem(url)
+        assert isinstance(fs, LocalFileSystem) and in_fs == str(path), url
+    for url in ("s3://bucket/k.tif", "memory://cat/item.json", "https://host/a.tif"):
+        assert is_remote(url), url
+    fs, in_fs = filesystem("s3://bucket/k.tif", {"anon": True})
+    assert fs.protocol[0] == "s3" and in_fs == "bucket/k.tif"
 
 
 def test_moto_server_start_stop_restart():

@@ -448,3 +448,41 @@ def test_cached_reader_never_serves_a_changed_file(tmp_path, flavour):
         assert reopened is not first
         np.testing.assert_array_equal(reopened.read(window), pixels(other))
     clear_readers()
+
+
+def test_injected_reader_class_is_what_the_build_reads(tmp_path, dask_scheduler):
+    """Readers are injectable, as stackstac's: the cube holds the injected class's pixels, its traits
+    set the band width, and each source is opened once per worker (its readers stay open there)."""
+    from distributed import Client
+    from fake_readers import CountingReader, MappedCountingReader, fake_pixels, opened
+
+    from icecube_cloud.model import ProductFormat, Window
+    from icecube_cloud.write.bands import plan_bands
+
+    specs = _stack(tmp_path, "grd-cog", (200, 150), n=3)
+    config = {"chunks": {"azimuth": 64, "range": 48}}
+    plan = plan_cube(str(tmp_path / "cat"), config)
+    readers = {ProductFormat.GRD_COG: CountingReader}
+    assert len(plan_bands(plan, readers)) == 4  # decodes into a band buffer: one chunk row per band
+    assert len(plan_bands(plan, {ProductFormat.GRD_COG: MappedCountingReader})) == 1  # rows merge
+    with pytest.raises(UsageError, match="readers apply to zarr builds"):
+        build_cube(str(tmp_path / "cat"), config, str(tmp_path / "c.json"), format="kerchunk",
+                   scheduler=dask_scheduler, register=False, readers=readers)  # fmt: skip
+    build_cube(str(tmp_path / "cat"), config, str(tmp_path / "cube.zarr"),
+               scheduler=dask_scheduler, register=False, readers=readers)  # fmt: skip
+    ds = open_cube(str(tmp_path / "cube.zarr"))
+    hrefs = [s.source.href for s in plan.slices if s.source is not None]
+    assert len(hrefs) == 3
+    for t, href in enumerate(hrefs):
+        cube = ds["amplitude"].isel(time=t).values
+        np.testing.assert_array_equal(cube, fake_pixels(href, Window(0, 200, 0, 150)))
+        spec = next(s for s in specs if s.product_id in href)
+        assert not np.array_equal(cube, expected_pixels(spec, "GRD"))  # not the file's pixels
+    with Client(dask_scheduler) as client:
+        per_worker = {
+            worker: {h: counts[h] for h in hrefs if h in counts}
+            for worker, counts in client.run(opened).items()
+        }
+    assert sum(reads for w in per_worker.values() for _, reads in w.values()) == 3 * 4  # per band
+    assert {h for w in per_worker.values() for h in w} == set(hrefs)
+    assert all(opens == 1 for w in per_worker.values() for opens, _ in w.values()), per_worker

@@ -1,4 +1,7 @@
-"""Helpers shared by the product readers: opening local/fsspec files, fields, footprints."""
+"""Helpers shared by the product readers: opening local/fsspec files, fields, footprints.
+
+Where a file is (local or remote, its path, its filesystem) is :mod:`icecube_cloud.storage`'s answer.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,13 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import IO, Any, Literal
 
-import fsspec
 import rasterio
 from rasterio.errors import RasterioError
 
 from icecube_cloud import gdal_io
 from icecube_cloud.errors import ProductError
 from icecube_cloud.products._parse import parse_utc
+from icecube_cloud.storage import filesystem, is_remote, local_path
 
 HDF5_BLOCK = 2**20
 """fsspec block for HDF5 over object storage: h5py reads scattered metadata, then contiguous data."""
@@ -24,24 +27,6 @@ SNIFF_BLOCK = 2**16
 
 TRUNCATED_KEY = "_truncated_fields"
 """Metadata key listing fields whose numpy print was elided (``...``) at the source."""
-
-
-def is_local(href: str) -> bool:
-    """Whether ``href`` is a local path (no URL scheme other than ``file://``)."""
-    return "://" not in href or href.startswith("file://")
-
-
-def local_path(href: str) -> str:
-    """The local filesystem path of a local ``href``."""
-    return href[len("file://") :] if href.startswith("file://") else href
-
-
-def filesystem(
-    href: str, storage_options: Mapping[str, Any] | None
-) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem and in-filesystem path of ``href``."""
-    fs, path = fsspec.core.url_to_fs(href, **dict(storage_options or {}))
-    return fs, path
 
 
 @contextlib.contextmanager
@@ -57,7 +42,7 @@ def open_binary(
     Remote files are read in ``block_size`` range requests (never downloaded whole up front).
     """
     try:
-        if is_local(href):
+        if not is_remote(href):
             handle: IO[bytes] = open(local_path(href), "rb")  # noqa: SIM115
         else:
             fs, path = filesystem(href, storage_options)
@@ -86,7 +71,7 @@ def open_raster(
 
 def exists(href: str, storage_options: Mapping[str, Any] | None) -> bool:
     """Whether ``href`` exists (local or fsspec)."""
-    if is_local(href):
+    if not is_remote(href):
         return os.path.isfile(local_path(href))
     fs, path = filesystem(href, storage_options)
     return bool(fs.isfile(path))

@@ -16,16 +16,9 @@ from icecube_cloud import gdal_io
 from icecube_cloud.errors import ProductError
 from icecube_cloud.model import ProductFormat
 from icecube_cloud.products import cog, integrity, legacy_grd, legacy_slc
-from icecube_cloud.products._common import (
-    HDF5_BLOCK,
-    exists,
-    filesystem,
-    is_local,
-    local_path,
-    open_binary,
-    open_raster,
-)
+from icecube_cloud.products._common import HDF5_BLOCK, exists, open_binary, open_raster
 from icecube_cloud.products.model import ProductMetadata
+from icecube_cloud.storage import filesystem, is_remote, local_path
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +89,7 @@ def _read_text(href: str, storage_options: Mapping[str, Any] | None) -> bytes:
 @contextlib.contextmanager
 def _hdf5_source(href: str, storage_options: Mapping[str, Any] | None) -> Iterator[tuple[Any, int]]:
     """What h5py opens (a local path or an fsspec file object), and the file's size."""
-    if is_local(href):
+    if not is_remote(href):
         path = local_path(href)
         try:
             size = os.path.getsize(path)
@@ -259,7 +252,7 @@ def _stac_document_reason(href: str, storage_options: Mapping[str, Any] | None) 
 
 
 def _list_files(src: str, storage_options: Mapping[str, Any] | None) -> list[str]:
-    if is_local(src):
+    if not is_remote(src):
         root = local_path(src)
         return [
             os.path.join(folder, name)
@@ -289,7 +282,7 @@ def find_products(
         ProductError: ``src`` does not exist or cannot be listed.
     """
     src = os.fspath(src)
-    if is_local(src):
+    if not is_remote(src):
         if os.path.isfile(local_path(src)):
             return [src]
         if not os.path.isdir(local_path(src)):

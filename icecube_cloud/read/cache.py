@@ -5,16 +5,15 @@ opening the cube's array one metadata read (~0.3 s over S3); a build runs many t
 same worker process, so both are kept:
 
 * **Readers** live in a small LRU *per thread* (a reader is opened, read and closed by one thread, as
-  GDAL wants), keyed by href, format, orientation, shape and storage options. Each use first stamps the
-  file (local: ``stat`` inode, size, mtime; S3: a fresh HEAD's ETag, size and date) and reopens it when
-  the stamp changed, so a cached reader never serves a file replaced since it was opened. Cached:
-  every TIFF reader on S3 (GDAL, or one-request reads of contiguous TIFFs; an open there is a HEAD
-  and header GETs), and local readers that hold no decoded pixels: memory-mapped contiguous TIFFs
-  (their open parses the strip table, 1.3 ms for a legacy GRD, against a 2 µs ``stat``) and HDF5
-  files. Not cached: local GDAL rasters (their open costs ~1 ms, and an open dataset pins its decoded
-  blocks in GDAL's cache, see below: caching local SLC COGs cost ~100 MiB more per worker and saved no
-  time, measured), remote HDF5 files (their fsspec block cache, up to 128 MiB, would stay alive with
-  them) and other remote stores.
+  GDAL wants), keyed by href, format, orientation, shape, storage options and reader class. Each use
+  first stamps the file (local: ``stat`` inode, size, mtime; S3: a fresh HEAD's ETag, size and date)
+  and reopens it when the stamp changed, so a cached reader never serves a file replaced since it was
+  opened. Which readers are kept is the reader classes' own answer
+  (:func:`icecube_cloud.read.policy.may_cache`): every TIFF reader on S3 (GDAL, or one-request reads
+  of contiguous TIFFs; an open there is a HEAD and header GETs), and local readers that hold no
+  decoded pixels: memory-mapped contiguous TIFFs and HDF5 files. Not kept: local GDAL rasters (an
+  open dataset pins its decoded blocks in GDAL's cache, see below), remote HDF5 files (their fsspec
+  block cache would stay alive with them) and other remote stores (not stamped).
 * **Arrays** live in a small process-wide LRU keyed by target URL, variable, storage options and a
   caller's token naming the array's metadata (the plan fingerprint): a cube rewritten with other
   metadata at the same URL gets another key. A ``zarr.Array`` writes disjoint chunks from several
@@ -39,11 +38,9 @@ import zarr
 from dask.base import tokenize
 from rasterio.env import get_gdal_config, set_gdal_config
 
-from icecube_cloud.model import ProductFormat
-from icecube_cloud.products._common import filesystem, is_local, local_path
-from icecube_cloud.read.contiguous import ContiguousTiffReader
-from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
+from icecube_cloud.read.policy import Readers, may_cache, reader_class
 from icecube_cloud.read.protocol import Reader
+from icecube_cloud.storage import filesystem, is_remote, local_path
 
 if TYPE_CHECKING:
     from icecube_cloud.model import SourceRef
@@ -82,29 +79,25 @@ def _bound_gdal_cache() -> None:
             _gdal_bounded = True
 
 
-def file_stamp(source: SourceRef, storage_options: Mapping[str, Any] | None) -> Hashable | None:
-    """What identifies the current content of ``source``'s file; ``None`` when it is not cached."""
-    href, hdf5 = source.href, source.format is ProductFormat.LEGACY_SLC
-    if is_local(href):
-        if source.format not in _LOCAL_CACHED:
-            return None  # read by GDAL: not kept (see above)
+def file_stamp(
+    source: SourceRef,
+    storage_options: Mapping[str, Any] | None,
+    readers: Readers | None = None,
+) -> Hashable | None:
+    """What identifies the current content of ``source``'s file; ``None`` when it is not stamped.
+
+    Only files whose reader may be kept are stamped (:func:`~icecube_cloud.read.policy.may_cache` of
+    the class that reads them).
+    """
+    href = source.href
+    if not may_cache(reader_class(source, readers), href):
+        return None
+    if not is_remote(href):
         st = os.stat(local_path(href))
         return ("local", st.st_ino, st.st_size, st.st_mtime_ns)
-    if href.startswith("s3://") and not hdf5:
-        fs, path = filesystem(href, storage_options)
-        info = fs.info(path, refresh=True)  # a fresh HEAD, never s3fs's listing cache
-        return ("s3", info.get("ETag"), info.get("size"), str(info.get("LastModified")))
-    return None
-
-
-_LOCAL_CACHED = (ProductFormat.LEGACY_GRD, ProductFormat.LEGACY_SLC)
-"""Local formats whose readers may be kept: memory-mapped contiguous TIFFs (legacy GRDs are laid out
-that way; one that is not is read by GDAL and closed after use) and HDF5 files."""
-
-
-def _keep(reader: Reader, href: str) -> bool:
-    """Whether ``reader`` may stay open for later tasks (never a local GDAL dataset, see above)."""
-    return not is_local(href) or isinstance(reader, ContiguousTiffReader | Hdf5SlcReader)
+    fs, path = filesystem(href, storage_options)
+    info = fs.info(path, refresh=True)  # a fresh HEAD, never s3fs's listing cache
+    return ("s3", info.get("ETag"), info.get("size"), str(info.get("LastModified")))
 
 
 def _close_quietly(reader: Reader) -> None:
@@ -114,20 +107,23 @@ def _close_quietly(reader: Reader) -> None:
 
 @contextlib.contextmanager
 def cached_reader(
-    source: SourceRef, storage_options: Mapping[str, Any] | None = None
+    source: SourceRef,
+    storage_options: Mapping[str, Any] | None = None,
+    readers: Readers | None = None,
 ) -> Iterator[Reader]:
     """A reader of ``source``: this thread's cached one if its file is unchanged, else a new one.
 
-    A reader whose use raised is closed and dropped (it may hold a broken handle).
+    The reader's class is :func:`~icecube_cloud.read.policy.reader_class` (``readers`` replace the
+    built-in classes of their formats). A reader whose use raised is closed and dropped (it may hold
+    a broken handle); one whose class says it may not stay open is closed after use.
     """
-    from icecube_cloud.read import open_reader
-
+    cls = reader_class(source, readers)
     try:
-        stamp = file_stamp(source, storage_options)
+        stamp = file_stamp(source, storage_options, readers)
     except FileNotFoundError:
         stamp = None  # let the reader report the missing file as usual
     if stamp is None:
-        reader = open_reader(source, storage_options=storage_options)
+        reader = cls.open_source(source, storage_options)
         try:
             yield reader
         finally:
@@ -141,18 +137,19 @@ def cached_reader(
         source.orientation,
         source.shape,
         tokenize(dict(storage_options or {})),
+        cls,
     )
     entry = cache.pop(key, None)
     if entry is not None and entry[0] != stamp:
         _close_quietly(entry[1])  # the file changed since it was opened
         entry = None
-    reader = entry[1] if entry is not None else open_reader(source, storage_options=storage_options)
+    reader = entry[1] if entry is not None else cls.open_source(source, storage_options)
     try:
         yield reader
     except BaseException:
         _close_quietly(reader)
         raise
-    if not _keep(reader, source.href):
+    if not may_cache(reader, source.href):  # e.g. a TIFF of another layout, read by GDAL
         reader.close()
         return
     cache[key] = (stamp, reader)

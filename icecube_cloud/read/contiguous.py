@@ -3,7 +3,7 @@
 ICEYE's legacy GRD GeoTIFFs are written that way (one-row strips, back to back, no compression): the
 pixels of file rows ``[r0, r1)`` are the single byte range ``offset + r0 * row_bytes`` ...
 ``offset + r1 * row_bytes``. The layout comes from the TIFF header (tifffile, as for virtual cubes,
-:mod:`icecube_cloud.write.source_refs`); any other layout (tiles, compression, several bands) is read
+:mod:`icecube_cloud.read.byte_ranges`); any other layout (tiles, compression, several bands) is read
 by GDAL (:class:`~icecube_cloud.read.rasterio_reader.RasterioReader`).
 
 * **Object storage**: a band task's rows are fetched with **one** range GET, where GDAL's ``/vsis3/``
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,11 @@ import tifffile
 from icecube_cloud.errors import ProductError
 from icecube_cloud.gdal_io import HEADER_BYTES
 from icecube_cloud.model import Orientation, Window
-from icecube_cloud.products._common import filesystem, is_local, local_path
+from icecube_cloud.read.rasterio_reader import RasterioReader
+from icecube_cloud.storage import filesystem, is_remote, local_path
+
+if TYPE_CHECKING:
+    from icecube_cloud.model import SourceRef
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ def tiff_contiguous_layout(fh: Any) -> ContiguousLayout | None:
 class ContiguousTiffReader:
     """Reads windows of a contiguous TIFF in physical (azimuth, range) order.
 
-    Use :meth:`open`, which returns ``None`` for files of another layout.
+    Use :meth:`open`, which returns ``None`` for files of another layout, or :meth:`open_source`,
+    which falls back to :class:`RasterioReader` for them.
 
     Args:
         href: fsspec URL of the TIFF.
@@ -87,6 +92,14 @@ class ContiguousTiffReader:
         orientation: File layout (``native`` or ``shadows-down``).
         storage_options: fsspec options.
     """
+
+    memory_mapped: ClassVar[bool] = True
+    """Local reads are read-only views of a memory map of the window's rows (no band buffer)."""
+    cache_local: ClassVar[bool] = True
+    """Kept for local files: it holds no pixels, and its open parses the strip table (1.3 ms for a
+    legacy GRD, against a 2 µs ``stat``)."""
+    cache_remote: ClassVar[bool] = True
+    """Kept for S3 objects: its open is a HEAD and a header GET; it holds nothing between reads."""
 
     def __init__(
         self,
@@ -100,7 +113,7 @@ class ContiguousTiffReader:
         self.layout = layout
         self.orientation = orientation
         self._fs, self._path = filesystem(href, storage_options)
-        self._local = local_path(href) if is_local(href) else None
+        self._local = None if is_remote(href) else local_path(href)
 
     @classmethod
     def open(
@@ -124,6 +137,22 @@ class ContiguousTiffReader:
         if layout is None:
             return None
         return cls(href, layout, orientation=orientation, storage_options=storage_options)
+
+    @classmethod
+    def open_source(
+        cls, source: SourceRef, storage_options: Mapping[str, Any] | None
+    ) -> ContiguousTiffReader | RasterioReader:
+        """A reader of ``source``: this class for a contiguous TIFF, GDAL's for any other layout.
+
+        Raises:
+            ProductError: The file cannot be opened or is not a TIFF.
+        """
+        contiguous = cls.open(
+            source.href, orientation=source.orientation, storage_options=storage_options
+        )
+        if contiguous is not None:
+            return contiguous
+        return RasterioReader.open_source(source, storage_options)
 
     def read(self, window: Window) -> npt.NDArray[np.generic]:
         """Pixels of ``window`` (physical grid) in native byte order.

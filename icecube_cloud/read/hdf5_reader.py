@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import h5py
 import numpy as np
@@ -18,8 +18,11 @@ import numpy.typing as npt
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.model import Window
-from icecube_cloud.products._common import filesystem, is_local, local_path
 from icecube_cloud.products.legacy_slc import PIXEL_DATASETS
+from icecube_cloud.storage import filesystem, is_remote, local_path
+
+if TYPE_CHECKING:
+    from icecube_cloud.model import SourceRef
 
 EXACT_IQ_DTYPES = frozenset(
     np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "float16", "float32")
@@ -59,6 +62,14 @@ class Hdf5SlcReader:
         storage_options: fsspec options for remote files.
     """
 
+    memory_mapped: ClassVar[bool] = False
+    """Reads copy the window's hyperslabs into a new complex array."""
+    cache_local: ClassVar[bool] = True
+    """Kept for local files: an open HDF5 file holds no decoded pixels."""
+    cache_remote: ClassVar[bool] = False
+    """Never kept for remote files: the fsspec block cache (up to ``MAX_BLOCKS * MAX_BLOCK``) would
+    stay alive with it."""
+
     def __init__(
         self,
         href: str,
@@ -73,12 +84,19 @@ class Hdf5SlcReader:
         self._h5: h5py.File | None = None
         self._remote: Any = None
 
+    @classmethod
+    def open_source(
+        cls, source: SourceRef, storage_options: Mapping[str, Any] | None
+    ) -> Hdf5SlcReader:
+        """A reader of ``source`` (opened at its first read)."""
+        return cls(source.href, shape=source.shape, storage_options=storage_options)
+
     def _open(self, window: Window) -> h5py.File:
         if self._h5 is not None:
             return self._h5
         try:
             source: str | IO[bytes]
-            if is_local(self.href):
+            if not is_remote(self.href):
                 source = local_path(self.href)
             else:
                 fs, path = filesystem(self.href, self.storage_options)

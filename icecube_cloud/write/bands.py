@@ -21,9 +21,10 @@ import zarr
 
 from icecube_cloud.errors import ProductError, portable_errors
 from icecube_cloud.labels.cube import label_mask
-from icecube_cloud.model import ProductFormat, SourceRef, Window
+from icecube_cloud.model import SourceRef, Window
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.read.cache import cached_array, cached_reader
+from icecube_cloud.read.policy import Readers, wide_bands
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
 from icecube_cloud.write.journal import Journal, band_key, label_key
@@ -42,7 +43,9 @@ per byte or where each read has a fixed cost:
   at all, and 4x fewer tasks (large GRD stack, 2 workers, fresh cluster per build, 4 builds each:
   0.99 s median with 16 MiB bands, 0.93 with 32 MiB, 0.92 with 64 MiB).
 
-The other local sources (COGs and HDF5 decoded into a band buffer) keep :data:`BAND_BYTES`."""
+The other local sources (COGs and HDF5 decoded into a band buffer) keep :data:`BAND_BYTES`. Which
+stacks get wide bands is :func:`icecube_cloud.read.policy.wide_bands`' answer (the reader classes'
+``memory_mapped`` trait)."""
 
 
 def chunk_bands(
@@ -85,18 +88,20 @@ def chunk_bands(
     return bands
 
 
-def plan_bands(plan: CubePlan) -> list[tuple[Window, ...]]:
+def plan_bands(plan: CubePlan, readers: Readers | None = None) -> list[tuple[Window, ...]]:
     """The chunk windows of one image of ``plan`` grouped into bands (see :func:`chunk_bands`).
 
-    Stacks with sources in object storage, and stacks of local legacy GRDs only, get
-    :data:`WIDE_BAND_BYTES` bands spanning chunk rows; other local ones :data:`BAND_BYTES` bands of one
-    chunk row.
+    Stacks with sources in object storage, and stacks whose sources are all read through a memory map
+    (local legacy GRDs, :func:`icecube_cloud.read.policy.wide_bands`), get :data:`WIDE_BAND_BYTES`
+    bands spanning chunk rows; other local ones :data:`BAND_BYTES` bands of one chunk row.
+
+    Args:
+        plan: The cube's plan.
+        readers: Reader classes replacing the built-in ones (see :mod:`icecube_cloud.read.policy`).
     """
     chunk_nbytes = math.prod(plan.chunks) * np.dtype(plan.dtype).itemsize
     sources = [s.source for s in plan.slices if s.source is not None]
-    remote = any(is_remote(s.href) for s in sources)
-    mapped = all(s.format is ProductFormat.LEGACY_GRD and not is_remote(s.href) for s in sources)
-    if remote or mapped:
+    if wide_bands(sources, readers):
         return chunk_bands(plan.windows(), chunk_nbytes, WIDE_BAND_BYTES, merge_rows=True)
     return chunk_bands(plan.windows(), chunk_nbytes, BAND_BYTES)
 
@@ -110,6 +115,7 @@ def write_band(
     source: SourceRef,
     storage_options: Mapping[str, Any] | None = None,
     array_token: str | None = None,
+    readers: Readers | None = None,
 ) -> int:
     """Read the band covering ``windows`` once and write it as their chunks (runs on a worker).
 
@@ -129,6 +135,7 @@ def write_band(
         storage_options: fsspec options of the source (the target carries its own).
         array_token: Names the array's metadata (the plan fingerprint) so that the opened array may be
             reused by later tasks; ``None`` opens it afresh.
+        readers: Reader classes replacing the built-in ones (see :mod:`icecube_cloud.read.policy`).
 
     Returns:
         Number of uncompressed bytes written.
@@ -139,7 +146,7 @@ def write_band(
         min(w.rg0 for w in windows),
         max(w.rg1 for w in windows),
     )
-    with cached_reader(source, storage_options) as reader:
+    with cached_reader(source, storage_options, readers) as reader:
         data = reader.read(band)
     array = cached_array(target, variable, array_token)
     if data.dtype != array.dtype:
@@ -188,13 +195,15 @@ def submit_pixel_tasks(
     done: set[str],
     storage_options: Mapping[str, Any],
     array_token: str,
+    readers: Readers | None = None,
 ) -> tuple[list[distributed.Future[int]], int]:
     """Submit the band tasks of the images at ``times`` and their label slices (build and update).
 
-    Tasks the journal records as done (``done``) are skipped. Returns the futures (each gives the
+    Tasks the journal records as done (``done``) are skipped. ``readers`` replace the built-in reader
+    classes of their formats (they travel with the tasks). Returns the futures (each gives the
     uncompressed bytes it wrote) and the number of chunks they write (a label slice counts as one).
     """
-    bands = plan_bands(plan)
+    bands = plan_bands(plan, readers)
     times = [t for t in times if plan.slices[t].source is not None]
     todo = [(t, band) for t in times for band in bands if band_key(t, band) not in done]
     n = len(todo)
@@ -207,6 +216,7 @@ def submit_pixel_tasks(
         [plan.slices[t].source for t, _ in todo],
         storage_options=storage_options,
         array_token=array_token,
+        readers=readers,
         pure=False,
     )
     chunks = sum(len(band) for _, band in todo)

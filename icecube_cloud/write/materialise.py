@@ -22,6 +22,7 @@ import distributed
 from icecube_cloud.errors import UsageError
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.read.policy import Readers
 from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
 from icecube_cloud.write.bands import submit_pixel_tasks
 from icecube_cloud.write.executor import BuildResult, gather_futures, read_source_info
@@ -53,6 +54,7 @@ def execute(
     storage_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: Progress = no_progress,
+    readers: Readers | None = None,
 ) -> BuildResult:
     """Write ``plan`` as a Zarr cube at ``out`` on the cluster of ``client``; resume if interrupted.
 
@@ -61,7 +63,8 @@ def execute(
     lease keeps other builds out meanwhile. A rerun of the same plan after a crash, a lost worker or
     Ctrl-C writes only the chunks its progress record lacks, and ends with the same bytes as an
     uninterrupted build. A build that fails before its pending record is written leaves the location
-    as it found it.
+    as it found it. ``readers`` replace the built-in reader classes of their formats
+    (:mod:`icecube_cloud.read.policy`); the bytes written are whatever they read.
 
     Raises:
         UsageError: ``out`` holds something that is not ours, or holds a cube or another plan's
@@ -78,7 +81,7 @@ def execute(
         raise UsageError(f"{public_url(out)} already exists; pass --overwrite to replace it")
     lease = acquire_lease(target)
     try:
-        return _execute(plan, target, client, storage_options, overwrite, progress)
+        return _execute(plan, target, client, storage_options, overwrite, progress, readers)
     finally:
         lease.release()
         after = inspect_output(target)
@@ -96,6 +99,7 @@ def _execute(
     storage_options: Mapping[str, Any] | None,
     overwrite: bool,
     progress: Progress,
+    readers: Readers | None,
 ) -> BuildResult:
     out = public_url(target.url)
     fingerprint = plan_fingerprint(plan)
@@ -120,7 +124,7 @@ def _execute(
     journal = Journal(target)
     done = journal.done()
     futures, n_chunks = submit_pixel_tasks(
-        client, plan, target, range(len(plan.slices)), done, so, fingerprint
+        client, plan, target, range(len(plan.slices)), done, so, fingerprint, readers
     )
     try:
         written = gather_futures(client, futures, "write", progress)
