@@ -123,8 +123,10 @@ def search_and_plan(
             f"({json.dumps(params.to_dict(), sort_keys=True)})"
         )
     axis = select([ParsedItem.from_item(it) for it in items], cfg)
+    level = next(s.acquisition.product_level for s in axis.slices if s.acquisition is not None)
     attrs = {
         "title": "ICEYE SAR datacube",
+        "product_type": level,  # make_plan sets it too; here for the attributes' order
         "icecube_cloud_version": icecube_cloud.__version__,
         "icecube_cloud_config": cfg.to_dict(),
         "icecube_cloud_search": {"catalog": public_url(stac_url), "parameters": params.to_dict()},
