@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from icecube_cloud.config_values import describe, parse_bbox, parse_number
 from icecube_cloud.errors import ConfigError, IgnoredConfigKeyWarning
 from icecube_cloud.model import (
     BLOSC_NAMES,
@@ -110,14 +111,10 @@ class CubeConfig:
 # Field parsers: each takes the key and the raw value and raises ConfigError(key, reason).
 
 
-def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
 def _parse_date(key: str, value: Any) -> date:
     """``YYYYMMDD`` int or string, ISO date, or ISO datetime (its UTC day; naive = UTC)."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ConfigError(key, f"expected a date (YYYYMMDD or ISO 8601), got {_describe(value)}")
+        raise ConfigError(key, f"expected a date (YYYYMMDD or ISO 8601), got {describe(value)}")
     text = str(value).strip()
     try:
         if len(text) == 8 and text.isdigit():
@@ -129,17 +126,11 @@ def _parse_date(key: str, value: Any) -> date:
             return (dt.astimezone(UTC) if dt.tzinfo else dt).date()
     except ValueError as exc:
         raise ConfigError(key, f"{value!r} is not a valid date: {exc}") from None
-    raise ConfigError(key, f"expected a date (YYYYMMDD or ISO 8601), got {_describe(value)}")
-
-
-def _parse_number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(key, f"expected a finite number, got {_describe(value)}")
-    return float(value)
+    raise ConfigError(key, f"expected a date (YYYYMMDD or ISO 8601), got {describe(value)}")
 
 
 def _parse_angle(key: str, value: Any) -> float:
-    angle = _parse_number(key, value)
+    angle = parse_number(key, value)
     if not 0.0 <= angle <= 90.0:
         raise ConfigError(key, f"an incidence angle is in degrees between 0 and 90, got {value!r}")
     return angle
@@ -153,13 +144,13 @@ def _parse_bool(key: str, value: Any) -> bool:
         return bool(value)
     hint = " (a string is not a boolean: write true or false without quotes)"
     hint = hint if isinstance(value, str) else ""
-    raise ConfigError(key, f"expected true or false, got {_describe(value)}{hint}")
+    raise ConfigError(key, f"expected true or false, got {describe(value)}{hint}")
 
 
 def _parse_resolution(key: str, value: Any) -> int:
     """Integer days >= 0; an integral float (``1.0``) is accepted as JSON Schema does."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(key, f"expected an integer number of days >= 0, got {_describe(value)}")
+        raise ConfigError(key, f"expected an integer number of days >= 0, got {describe(value)}")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         raise ConfigError(key, f"must be a whole number of days, got {value!r}")
     if value < 0:
@@ -172,7 +163,7 @@ _NOT_GEOMETRY = (None, "Feature", "FeatureCollection")
 
 def _parse_positive_int(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(key, f"expected an integer > 0, got {_describe(value)}")
+        raise ConfigError(key, f"expected an integer > 0, got {describe(value)}")
     return int(value)
 
 
@@ -181,25 +172,14 @@ def _parse_collections(key: str, value: Any) -> tuple[str, ...]:
         raise ConfigError(key, f"expected a non-empty list of collection ids, got {value!r}")
     for v in value:
         if not isinstance(v, str) or not v:
-            raise ConfigError(key, f"collection ids are non-empty strings, got {_describe(v)}")
+            raise ConfigError(key, f"collection ids are non-empty strings, got {describe(v)}")
     return tuple(value)
 
 
 def _parse_product_type(key: str, value: Any) -> ProductType:
     if isinstance(value, str) and value.strip().upper() in ("GRD", "SLC"):
         return "GRD" if value.strip().upper() == "GRD" else "SLC"
-    raise ConfigError(key, f'expected "GRD" or "SLC", got {_describe(value)}')
-
-
-def _parse_bbox(key: str, value: Any) -> tuple[float, float, float, float]:
-    if not isinstance(value, list | tuple) or len(value) != 4:
-        raise ConfigError(key, f"expected 4 numbers [west, south, east, north], got {value!r}")
-    w, s, e, n = (_parse_number(key, v) for v in value)
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-        raise ConfigError(key, f"need lon in ±180, lat in ±90, south <= north: {value!r}")
-    if w > e:
-        raise ConfigError(key, f"west > east (antimeridian-crossing boxes unsupported): {value!r}")
-    return (w, s, e, n)
+    raise ConfigError(key, f'expected "GRD" or "SLC", got {describe(value)}')
 
 
 def _parse_geometry(key: str, value: Any) -> dict[str, Any]:
@@ -219,19 +199,19 @@ def _parse_geometry(key: str, value: Any) -> dict[str, Any]:
 
 def _parse_filter(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping | str):
-        raise ConfigError(key, f"expected a CQL2-JSON object, got {_describe(value)}")
+        raise ConfigError(key, f"expected a CQL2-JSON object, got {describe(value)}")
     return compile_filter(value)
 
 
 def _parse_labels(key: str, value: Any) -> str | bool:
     if isinstance(value, bool) or (isinstance(value, str) and value):
         return value
-    raise ConfigError(key, f"expected a label collection id or true/false, got {_describe(value)}")
+    raise ConfigError(key, f"expected a label collection id or true/false, got {describe(value)}")
 
 
 def _parse_chunks(key: str, value: Any) -> Chunks:
     if not isinstance(value, Mapping):
-        raise ConfigError(key, f'expected {{"azimuth": n, "range": n}}, got {_describe(value)}')
+        raise ConfigError(key, f'expected {{"azimuth": n, "range": n}}, got {describe(value)}')
     unknown = set(value) - {"azimuth", "range", "time"}
     if unknown:
         raise ConfigError(key, f"unknown dimension(s) {sorted(unknown)}; use azimuth, range, time")
@@ -251,7 +231,7 @@ def _parse_chunks(key: str, value: Any) -> Chunks:
 def _parse_compression(key: str, value: Any) -> Compression:
     if not isinstance(value, Mapping):
         raise ConfigError(
-            key, f'expected {{"cname": ..., "clevel": n, "shuffle": ...}}, got {_describe(value)}'
+            key, f'expected {{"cname": ..., "clevel": n, "shuffle": ...}}, got {describe(value)}'
         )
     unknown = set(value) - {"cname", "clevel", "shuffle"}
     if unknown:
@@ -260,17 +240,17 @@ def _parse_compression(key: str, value: Any) -> Compression:
     cname = value.get("cname", default.cname)
     if cname not in BLOSC_NAMES:
         raise ConfigError(
-            f"{key}.cname", f"expected one of {list(BLOSC_NAMES)}, got {_describe(cname)}"
+            f"{key}.cname", f"expected one of {list(BLOSC_NAMES)}, got {describe(cname)}"
         )
     shuffle = value.get("shuffle", default.shuffle)
     if shuffle not in BLOSC_SHUFFLES:
         raise ConfigError(
-            f"{key}.shuffle", f"expected one of {list(BLOSC_SHUFFLES)}, got {_describe(shuffle)}"
+            f"{key}.shuffle", f"expected one of {list(BLOSC_SHUFFLES)}, got {describe(shuffle)}"
         )
     clevel = value.get("clevel", default.clevel)
     if isinstance(clevel, bool) or not isinstance(clevel, int) or not 0 <= clevel <= 9:
         raise ConfigError(
-            f"{key}.clevel", f"expected an integer from 0 to 9, got {_describe(clevel)}"
+            f"{key}.clevel", f"expected an integer from 0 to 9, got {describe(clevel)}"
         )
     return Compression(cname=cname, clevel=clevel, shuffle=shuffle)
 
@@ -286,7 +266,7 @@ _PARSERS: dict[str, Any] = {
     "space_overlap": _parse_bool,
     "collections": _parse_collections,
     "product_type": _parse_product_type,
-    "bbox": _parse_bbox,
+    "bbox": parse_bbox,
     "intersects": _parse_geometry,
     "filter": _parse_filter,
     "labels": _parse_labels,
@@ -311,7 +291,7 @@ def parse_config(obj: Mapping[str, Any]) -> CubeConfig:
         ConfigError: A key is unknown or a value is wrong; the error names the key and the reason.
     """
     if not isinstance(obj, Mapping):
-        raise ConfigError(None, f"expected a JSON object, got {_describe(obj)}")
+        raise ConfigError(None, f"expected a JSON object, got {describe(obj)}")
     for key in obj:
         if key not in _PARSERS:
             close = difflib.get_close_matches(str(key), CONFIG_KEYS, n=1)

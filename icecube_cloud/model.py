@@ -160,3 +160,64 @@ class Compression:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, as in the config."""
         return {"cname": self.cname, "clevel": self.clevel, "shuffle": self.shuffle}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridSpec:
+    """The config's ``grid`` (SPEC §4, §6b): a map-geometry cube's north-up grid, as asked."""
+
+    crs: str = "utm"
+    """``"utm"`` (the UTM zone of the selection's centroid) or anything a CRS is made from
+    (``"EPSG:32630"``, WKT)."""
+    resolution: float | None = None
+    """Pixel size in CRS units; ``None``: from the products' pixel spacing."""
+    bbox: tuple[float, float, float, float] | None = None
+    """``(lon_min, lat_min, lon_max, lat_max)``; ``None``: the search's area, else the footprints."""
+    resampling: str = "nearest"
+    """A rasterio resampling name; ``nearest`` keeps the products' digital numbers."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, as in the config."""
+        out: dict[str, Any] = {"crs": self.crs, "resampling": self.resampling}
+        if self.resolution is not None:
+            out["resolution"] = self.resolution
+        if self.bbox is not None:
+            out["bbox"] = list(self.bbox)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class MapGrid:
+    """A resolved north-up grid: what every slice of a map-geometry cube is warped onto."""
+
+    crs: str
+    """The CRS as a string that names it (``EPSG:32630``, or WKT when it has no code)."""
+    crs_wkt: str
+    """The CRS as WKT (CF ``crs_wkt``)."""
+    transform: tuple[float, float, float, float, float, float]
+    """Affine ``(a, b, c, d, e, f)`` from pixel (col, row) to CRS (x, y); ``b = d = 0``, ``e < 0``."""
+    shape: tuple[int, int]
+    """(y, x) size in pixels."""
+    resampling: str = "nearest"
+    """Resampling of every slice onto the grid."""
+
+    @property
+    def resolution(self) -> float:
+        """Pixel size in CRS units."""
+        return self.transform[0]
+
+    @property
+    def geo_transform(self) -> tuple[float, float, float, float, float, float]:
+        """The GDAL geotransform ``(c, a, b, f, d, e)`` (CF ``GeoTransform``)."""
+        a, b, c, d, e, f = self.transform
+        return (c, a, b, f, d, e)
+
+    def x(self) -> list[float]:
+        """Pixel-centre x coordinates."""
+        a, _, c, *_ = self.transform
+        return [c + a * (i + 0.5) for i in range(self.shape[1])]
+
+    def y(self) -> list[float]:
+        """Pixel-centre y coordinates (descending)."""
+        *_, e, f = self.transform
+        return [f + e * (j + 0.5) for j in range(self.shape[0])]
