@@ -22,6 +22,7 @@ from icecube_cloud.cluster import connect
 from icecube_cloud.config import CubeConfig, load_config, parse_config, search_params
 from icecube_cloud.errors import (
     BuildError,
+    ConfigError,
     EmptySelectionError,
     IcecubeError,
     UsageError,
@@ -29,10 +30,11 @@ from icecube_cloud.errors import (
 from icecube_cloud.hrefs import HrefPolicy
 from icecube_cloud.labels.cube import label_classes, labels_by_product
 from icecube_cloud.labels.items import MASK_ASSET
+from icecube_cloud.model import MapGrid
 from icecube_cloud.plan import CubePlan, LabelPlan, ParsedItem, make_plan
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.read.policy import Readers
-from icecube_cloud.selection import select
+from icecube_cloud.selection import TimeAxis, select
 from icecube_cloud.stac.catalogs import ItemCatalog, open_catalog
 from icecube_cloud.stac.collections import LABEL_COLLECTION_ID
 from icecube_cloud.stac.cube_item import cube_to_item
@@ -135,14 +137,48 @@ def search_and_plan(
     by_id = {it.id: it for it in items}
     sources = [by_id[s.item_id] for s in axis.slices if s.item_id is not None]
     labels = _label_plan(catalog, cfg.labels, sources) if cfg.labels else None
+    grid = _map_grid(cfg, axis) if cfg.grid is not None else None
     plan = make_plan(
-        axis, chunks=cfg.chunks, attrs=attrs, compression=cfg.compression, labels=labels
+        axis,
+        chunks=cfg.chunks,
+        attrs=attrs,
+        compression=cfg.compression,
+        labels=labels,
+        grid=grid,
     )
     policy = HrefPolicy.for_catalog(stac_url, allowed_hrefs)
     for s in plan.slices:
         if s.source is not None:
             policy.check(s.source.href, s.source.item_id)
     return Planned(plan, sources, catalog)
+
+
+def _map_grid(cfg: CubeConfig, axis: TimeAxis[ParsedItem]) -> MapGrid:
+    """The config's grid resolved for the selected images (SPEC §6b).
+
+    Raises:
+        ConfigError: The selection is SLC (phase must never be interpolated), or the grid is wrong.
+    """
+    assert cfg.grid is not None
+    used = [s.acquisition for s in axis.slices if s.acquisition is not None]
+    if used[0].product_level == "SLC":
+        raise ConfigError(
+            "grid",
+            "an SLC cube cannot be put on a map grid (the phase must never be interpolated); "
+            'set "product_type": "GRD", or drop grid for an SLC cube in SAR geometry',
+        )
+    search_area: Mapping[str, Any] | None = cfg.intersects
+    if cfg.bbox is not None:
+        w, s, e, n = cfg.bbox
+        search_area = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    from icecube_cloud.grid import resolve_grid  # odc-geo: imported by map-geometry cubes only
+
+    return resolve_grid(
+        cfg.grid,
+        [a.footprint for a in used if a.footprint is not None],
+        [a.pixel_spacing for a in used if a.pixel_spacing is not None],
+        search_area,
+    )
 
 
 def build_cube(
@@ -178,11 +214,17 @@ def build_cube(
             (:mod:`icecube_cloud.read.policy`; module-level classes the workers can import).
 
     Raises:
-        UsageError: ``readers`` given for a ``kerchunk`` cube (its readers are its users').
+        UsageError: ``readers`` given for a ``kerchunk`` cube (its readers are its users'), or a
+            ``kerchunk`` cube asked for on a map grid.
     """
     if readers and format == "kerchunk":
         raise UsageError("readers apply to zarr builds; a kerchunk cube copies no pixel")
     planned = search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs)
+    if planned.plan.grid is not None and format == "kerchunk":
+        raise UsageError(
+            "a map-geometry cube (config grid) holds warped pixels, which references to the "
+            "products cannot express; build it with --format zarr"
+        )
     progress("plan", 1, 1)
     run: Executor = (
         execute_references if format == "kerchunk" else functools.partial(execute, readers=readers)

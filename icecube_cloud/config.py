@@ -19,12 +19,14 @@ from typing import Any
 
 from icecube_cloud.config_values import describe, parse_bbox, parse_number
 from icecube_cloud.errors import ConfigError, IgnoredConfigKeyWarning
+from icecube_cloud.gridspec import parse_grid
 from icecube_cloud.model import (
     BLOSC_NAMES,
     BLOSC_SHUFFLES,
     COLLECTION_OF_LEVEL,
     Chunks,
     Compression,
+    GridSpec,
     ProductLevel,
 )
 from icecube_cloud.stac.search import SearchParams, compile_filter
@@ -69,6 +71,8 @@ class CubeConfig:
     """Chunk sizes; ``None`` lets the planner decide."""
     compression: Compression | None = None
     """Codec of the pixel variable; ``None``: the default :class:`Compression`."""
+    grid: GridSpec | None = None
+    """A map-geometry cube's grid (SPEC §6b); ``None``: a cube in SAR geometry."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The config exactly as given (for provenance)."""
 
@@ -104,6 +108,8 @@ class CubeConfig:
             out["chunks"] = self.chunks.to_dict()
         if self.compression is not None:
             out["compression"] = self.compression.to_dict()
+        if self.grid is not None:
+            out["grid"] = self.grid.to_dict()
         return out
 
 
@@ -272,10 +278,25 @@ _PARSERS: dict[str, Any] = {
     "labels": _parse_labels,
     "chunks": _parse_chunks,
     "compression": _parse_compression,
+    "grid": parse_grid,
 }
 
 CONFIG_KEYS: tuple[str, ...] = tuple(_PARSERS)
 """Every valid config key."""
+
+
+def _check_map_cube(values: Mapping[str, Any]) -> None:
+    """What a map-geometry cube cannot hold (yet): SLC products and labels."""
+    if values.get("product_type") == "SLC":
+        raise ConfigError(
+            "grid",
+            "an SLC cube cannot be put on a map grid (the phase must never be interpolated); "
+            'use "product_type": "GRD", or drop grid for an SLC cube in SAR geometry',
+        )
+    if values.get("labels"):
+        raise ConfigError(
+            "labels", "labels are not drawn on map-geometry cubes yet; drop labels or grid"
+        )
 
 
 def parse_config(obj: Mapping[str, Any]) -> CubeConfig:
@@ -299,8 +320,14 @@ def parse_config(obj: Mapping[str, Any]) -> CubeConfig:
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {valid}"
             raise ConfigError(str(key), f"unknown key; {hint}")
     values = {key: _PARSERS[key](key, value) for key, value in obj.items() if value is not None}
-    if values.get("coregistered") is False:
-        raise ConfigError("coregistered", "must be true: cubes are built from coregistered stacks")
+    if values.get("coregistered") is False and "grid" not in values:
+        raise ConfigError(
+            "coregistered",
+            "must be true for a cube in SAR geometry (built from a coregistered stack); for "
+            "products that are not coregistered, add a map grid (config key 'grid')",
+        )
+    if "grid" in values:
+        _check_map_cube(values)
     if "space_overlap" in values:
         warnings.warn(
             "config key 'space_overlap' is accepted for icecube compatibility and ignored",

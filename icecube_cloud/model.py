@@ -87,6 +87,8 @@ class SourceRef:
     """File layout."""
     shape: tuple[int, int]
     """Physical (azimuth, range) shape according to the catalog."""
+    grid: MapGrid | None = None
+    """The map grid its pixels are warped onto (map-geometry cubes); ``None``: SAR geometry."""
 
 
 @dataclass(frozen=True)

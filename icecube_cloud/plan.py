@@ -8,6 +8,7 @@ can inspect it first.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from icecube_cloud.errors import CatalogError, SelectionError
 from icecube_cloud.model import (
     Chunks,
     Compression,
+    MapGrid,
     ProductLevel,
     SliceCoords,
     SourceRef,
@@ -95,9 +97,9 @@ class CubePlan:
     dtype: str
     """NumPy dtype of the pixel variable."""
     shape: tuple[int, int]
-    """(azimuth, range) size of every image."""
+    """(azimuth, range) size of every image; ``(y, x)`` of the grid for a map-geometry cube."""
     chunks: tuple[int, int]
-    """(azimuth, range) chunk edges; the time chunk is always 1 (one image per chunk)."""
+    """Chunk edges along :attr:`dims`; the time chunk is always 1 (one image per chunk)."""
     slices: tuple[PlannedSlice, ...]
     """The time axis, ascending."""
     compression: Compression = field(default_factory=Compression)
@@ -106,6 +108,13 @@ class CubePlan:
     """Provenance attributes written at the cube root (config, search, catalog URL)."""
     labels: LabelPlan | None = None
     """Labels to rasterise into the cube (``labels``, ``label_geometry``, ``label_class``)."""
+    grid: MapGrid | None = None
+    """The map grid of a map-geometry cube (SPEC §6b); ``None``: SAR geometry."""
+
+    @property
+    def dims(self) -> tuple[str, str]:
+        """Names of the two image dimensions: ``(azimuth, range)``, or ``(y, x)`` on a map grid."""
+        return ("azimuth", "range") if self.grid is None else ("y", "x")
 
     @property
     def times(self) -> tuple[datetime, ...]:
@@ -158,8 +167,8 @@ class CubePlan:
             "product_level": self.product_level,
             "variable": self.variable,
             "dtype": self.dtype,
-            "shape": {"time": len(self.slices), "azimuth": self.shape[0], "range": self.shape[1]},
-            "chunks": {"time": 1, "azimuth": self.chunks[0], "range": self.chunks[1]},
+            "shape": {"time": len(self.slices), **dict(zip(self.dims, self.shape, strict=True))},
+            "chunks": {"time": 1, **dict(zip(self.dims, self.chunks, strict=True))},
             "compression": self.compression.to_dict(),
             "n_chunks": self.n_chunks,
             "nbytes": self.nbytes,
@@ -184,18 +193,26 @@ class CubePlan:
                     k: sorted(str(d.get("id")) for d in v) for k, v in self.labels.items.items()
                 },
             },
+            **({} if self.grid is None else {"grid": _grid_dict(self.grid)}),
         }
 
     def __str__(self) -> str:
         """A human-readable summary: layout, then one line per time slice."""
         lines = [
             f"{self.product_level} cube: {self.variable} {self.dtype} "
-            f"(time: {len(self.slices)}, azimuth: {self.shape[0]}, range: {self.shape[1]}), "
+            f"(time: {len(self.slices)}, {self.dims[0]}: {self.shape[0]}, "
+            f"{self.dims[1]}: {self.shape[1]}), "
             f"chunks (1, {self.chunks[0]}, {self.chunks[1]}), blosc/{self.compression.cname}"
             f" level {self.compression.clevel} {self.compression.shuffle}",
             f"{len(self.slices) - self.n_gaps} images, {self.n_gaps} gaps, {self.n_chunks} chunks, "
             f"{self.nbytes / 2**20:.1f} MiB of pixels",
         ]
+        if self.grid is not None:
+            g = self.grid
+            lines.append(
+                f"map grid {g.crs}, {g.resolution:g} per pixel, origin ({g.transform[2]:.3f}, "
+                f"{g.transform[5]:.3f}), {g.resampling} resampling"
+            )
         for i, s in enumerate(self.slices):
             t = s.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             if s.source is None or s.coords is None:
@@ -208,6 +225,15 @@ class CubePlan:
         return "\n".join(lines)
 
 
+def _grid_dict(grid: MapGrid) -> dict[str, Any]:
+    return {
+        "crs": grid.crs,
+        "transform": list(grid.transform),
+        "shape": list(grid.shape),
+        "resampling": grid.resampling,
+    }
+
+
 @dataclass(frozen=True, kw_only=True)
 class ParsedItem(Acquisition):
     """A product item parsed once: what selection needs, plus what the plan needs of its slice."""
@@ -218,6 +244,10 @@ class ParsedItem(Acquisition):
     """Its per-time coordinates."""
     dtype: str
     """NumPy dtype of its pixels in the cube (``complex64`` for SLC)."""
+    footprint: Mapping[str, Any] | None = None
+    """Its footprint, a GeoJSON geometry in lon/lat (map grids)."""
+    pixel_spacing: float | None = None
+    """Its ground pixel size, metres: the coarser of range and azimuth spacing (map grids)."""
 
     @classmethod
     def from_item(cls, item: pystac.Item) -> ParsedItem:
@@ -237,7 +267,17 @@ class ParsedItem(Acquisition):
             source=source,
             coords=slice_coords(item, acq),
             dtype="complex64" if acq.product_level == "SLC" else item_band_dtypes(item)[0],
+            footprint=item.geometry,
+            pixel_spacing=_pixel_spacing(item),
         )
+
+
+def _pixel_spacing(item: pystac.Item) -> float | None:
+    spacings = [
+        item.properties.get(k) for k in ("sar:pixel_spacing_range", "sar:pixel_spacing_azimuth")
+    ]
+    known = [float(v) for v in spacings if isinstance(v, int | float) and not isinstance(v, bool)]
+    return max(known) if known else None
 
 
 def slice_coords(item: pystac.Item, acq: Acquisition) -> SliceCoords:
@@ -285,6 +325,7 @@ def make_plan(
     attrs: Mapping[str, Any] | None = None,
     compression: Compression | None = None,
     labels: LabelPlan | None = None,
+    grid: MapGrid | None = None,
 ) -> CubePlan:
     """Plan the cube of a selected time axis; no item is parsed again.
 
@@ -297,6 +338,7 @@ def make_plan(
         attrs: Provenance attributes for the cube root; ``product_type`` is added.
         compression: Codec override.
         labels: The labels the cube carries.
+        grid: The map grid every image is warped onto (a map-geometry cube); ``None``: SAR geometry.
 
     Raises:
         SelectionError: The axis holds no image, or GRD images of different sample types.
@@ -308,7 +350,7 @@ def make_plan(
     dtypes = {a.dtype for a in used}
     if len(dtypes) != 1:
         raise SelectionError(f"the selected images have different sample types: {sorted(dtypes)}")
-    shape = used[0].source.shape
+    shape = used[0].source.shape if grid is None else grid.shape
     chunk_edges = (
         min(chunks.azimuth if chunks else DEFAULT_CHUNK, shape[0]),
         min(chunks.range if chunks else DEFAULT_CHUNK, shape[1]),
@@ -316,7 +358,13 @@ def make_plan(
     slices = tuple(
         PlannedSlice(time=s.time)
         if s.acquisition is None
-        else PlannedSlice(time=s.time, source=s.acquisition.source, coords=s.acquisition.coords)
+        else PlannedSlice(
+            time=s.time,
+            source=s.acquisition.source
+            if grid is None
+            else dataclasses.replace(s.acquisition.source, grid=grid),
+            coords=s.acquisition.coords,
+        )
         for s in axis.slices
     )
     return CubePlan(
@@ -329,4 +377,5 @@ def make_plan(
         compression=compression or Compression(),
         attrs={**(attrs or {}), "product_type": level},
         labels=labels,
+        grid=grid,
     )

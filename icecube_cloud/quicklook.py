@@ -191,11 +191,13 @@ class _Window:
     """Cube rows (azimuth)."""
     n_rg: int
     """Cube columns (range)."""
+    dims: tuple[str, str] = ("azimuth", "range")
+    """The image dimensions: ``(azimuth, range)``, or ``(y, x)`` of a map-geometry cube."""
 
     def isel(self, t: int) -> dict[str, Any]:
         """The ``isel`` selector of time ``t``'s decimated slice."""
-        return {"time": t, "azimuth": slice(None, None, self.step),
-                "range": slice(None, None, self.step)}  # fmt: skip
+        return {"time": t, self.dims[0]: slice(None, None, self.step),
+                self.dims[1]: slice(None, None, self.step)}  # fmt: skip
 
 
 def _read_panels(ds: xr.Dataset, var: str, win: _Window) -> list[np.ndarray | None]:
@@ -242,11 +244,13 @@ def render(ds: xr.Dataset, *, max_times: int = 12, max_pixels: int = 400) -> tup
     var = next((v for v in DATA_VARIABLES if v in ds.data_vars), None)
     if var is None:
         raise DataError(f"cube has none of the variables {', '.join(DATA_VARIABLES)}")
-    n_az, n_rg = ds.sizes["azimuth"], ds.sizes["range"]
+    row_dim, col_dim = (str(d) for d in ds[var].dims[1:])
+    n_az, n_rg = ds.sizes[row_dim], ds.sizes[col_dim]
     times = pick_times(ds.sizes["time"], max_times)
     if not times:
         raise DataError("cube has no time slice")
-    win = _Window(times, max(1, math.ceil(max(n_az, n_rg) / max_pixels)), n_az, n_rg)
+    step = max(1, math.ceil(max(n_az, n_rg) / max_pixels))
+    win = _Window(times, step, n_az, n_rg, (row_dim, col_dim))
     panels = _read_panels(ds, var, win)
     finite = [p[np.isfinite(p)] for p in panels if p is not None]
     pooled = np.concatenate(finite) if finite else np.array([])
@@ -277,9 +281,9 @@ def render(ds: xr.Dataset, *, max_times: int = 12, max_pixels: int = 400) -> tup
     for ax in list(axes.flat)[len(times) :]:
         ax.set_axis_off()
     for ax in axes[-1]:
-        ax.set_xlabel("range", fontsize=7)
+        ax.set_xlabel(col_dim + (" (pixels)" if col_dim == "x" else ""), fontsize=7)
     for ax in axes[:, 0]:
-        ax.set_ylabel("azimuth", fontsize=7)
+        ax.set_ylabel(row_dim + (" (pixels)" if row_dim == "y" else ""), fontsize=7)
     if image is not None:
         cbar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
         cbar.set_label("dB", fontsize=7)

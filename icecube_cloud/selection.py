@@ -229,7 +229,8 @@ def select(acquisitions: Iterable[A], cfg: CubeConfig) -> TimeAxis[A]:
         EmptySelectionError: No image passes the rules (the message says what was asked).
         ConfigError: GRD and SLC images are selected and ``product_type`` is not set.
         SelectionError: Two selected images have the very same acquisition end.
-        ShapeMismatchError: The images of the time axis have different shapes.
+        ShapeMismatchError: The images of the time axis have different shapes (SAR geometry:
+            without ``grid``).
     """
     kept = _filter(list(acquisitions), cfg)
     if cfg.temporal_resolution > 0:
@@ -239,6 +240,8 @@ def select(acquisitions: Iterable[A], cfg: CubeConfig) -> TimeAxis[A]:
             latest = {a.day: a for a in kept}  # sorted by time: the last one of a day wins
             kept = sorted(latest.values(), key=lambda a: a.end)
         slices = [TimeSlice(a.end, a) for a in kept]
+    if cfg.grid is not None:  # a map-geometry cube: every image is warped onto one grid
+        return TimeAxis(tuple(slices))
     used = {s.item_id for s in slices if s.item_id is not None}
     shapes = {a.item_id: a.shape for a in kept if a.item_id in used and a.shape is not None}
     if len(set(shapes.values())) > 1:

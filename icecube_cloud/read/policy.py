@@ -36,6 +36,7 @@ from icecube_cloud.read.hdf5_reader import Hdf5SlcReader
 from icecube_cloud.read.protocol import Reader, ReaderClass, ReadTraits
 from icecube_cloud.read.rasterio_reader import RasterioReader
 from icecube_cloud.read.slc_cog_reader import SlcCogReader
+from icecube_cloud.read.warp import WarpedReader
 from icecube_cloud.storage import is_remote
 
 Readers = Mapping[ProductFormat, ReaderClass]
@@ -50,6 +51,8 @@ def reader_class(source: SourceRef, readers: Readers | None = None) -> ReaderCla
     """
     if readers is not None and source.format in readers:
         return readers[source.format]
+    if source.grid is not None:  # a map-geometry cube: windows are on the grid
+        return WarpedReader
     fmt, remote = source.format, is_remote(source.href)
     if fmt is ProductFormat.LEGACY_GRD or (fmt is ProductFormat.GRD_COG and remote):
         return ContiguousTiffReader

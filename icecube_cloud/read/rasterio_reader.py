@@ -84,6 +84,18 @@ class RasterioReader:
             source.href, orientation=source.orientation, band=1, storage_options=storage_options
         )
 
+    @property
+    def dataset(self) -> Any:
+        """The open rasterio dataset (its georeferencing, size and dtypes; for readers built on this).
+
+        Use it inside :meth:`env`: an ``s3://`` file needs its GDAL environment for every access.
+        """
+        return self._ds
+
+    def env(self) -> contextlib.AbstractContextManager[Any]:
+        """The GDAL environment this file is read in (a no-op for local files)."""
+        return self._env()
+
     def read(self, window: Window) -> npt.NDArray[np.generic]:
         """Pixels of ``window`` (physical grid) with the file's dtype."""
         data: npt.NDArray[np.generic] = self.read_bands(window, (self.band,))[0]

@@ -26,6 +26,7 @@ ZARR_MEDIA_TYPE = "application/vnd+zarr; version=3"
 REFERENCES_MEDIA_TYPE = "application/json"
 """Media type of a kerchunk reference file (open with fsspec's ``reference://``)."""
 DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
+PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 
 
 def _iso(t: datetime) -> str:
@@ -54,15 +55,35 @@ def _footprint(sources: Sequence[pystac.Item]) -> tuple[dict[str, Any] | None, l
     return mapping(union), list(union.bounds)
 
 
-def _dimensions(plan: CubePlan) -> dict[str, object]:
-    """``cube:dimensions``: the time values and the azimuth/range pixel index extents."""
-    times = [s.time for s in plan.slices]
+def _map_dimensions(plan: CubePlan) -> dict[str, object]:
+    """``cube:dimensions`` x/y of a map-geometry cube: pixel-centre extents in the grid's CRS."""
+    grid = plan.grid
+    assert grid is not None
+    epsg = grid.crs.removeprefix("EPSG:")
+    crs: object = int(epsg) if epsg.isdigit() else grid.crs_wkt
+    xs, ys = grid.x(), grid.y()
     return {
+        "x": {"type": "spatial", "axis": "x", "extent": [xs[0], xs[-1]], "step": grid.resolution,
+              "reference_system": crs},
+        "y": {"type": "spatial", "axis": "y", "extent": [ys[-1], ys[0]], "step": -grid.resolution,
+              "reference_system": crs},
+    }  # fmt: skip
+
+
+def _dimensions(plan: CubePlan) -> dict[str, object]:
+    """``cube:dimensions``: the time values and the azimuth/range pixel index extents (or x/y)."""
+    times = [s.time for s in plan.slices]
+    time = {
         "time": {
             "type": "temporal",
             "extent": [_iso(min(times)), _iso(max(times))],
             "values": [_iso(t) for t in times],
-        },
+        }
+    }
+    if plan.grid is not None:
+        return {**time, **_map_dimensions(plan)}
+    return {
+        **time,
         "azimuth": {
             "type": "azimuth",
             "description": "azimuth line index of the SAR image (slow time)",
@@ -82,7 +103,7 @@ def _variables(plan: CubePlan) -> dict[str, object]:
     """``cube:variables``: the pixel variable and the per-time coordinates."""
     return {
         plan.variable: {
-            "dimensions": ["time", "azimuth", "range"],
+            "dimensions": ["time", *plan.dims],
             "variable_type": "data",
             "description": f"{plan.product_level} {plan.variable} ({plan.dtype})",
         },
@@ -108,6 +129,15 @@ def _properties(plan: CubePlan, created: datetime | None) -> dict[str, object]:
     }
     if created is not None:
         properties["created"] = _iso(created)
+    if plan.grid is not None:  # the projection extension: the cube's grid
+        properties.update(
+            {
+                "proj:code": plan.grid.crs if plan.grid.crs.startswith("EPSG:") else None,
+                "proj:wkt2": plan.grid.crs_wkt,
+                "proj:transform": list(plan.grid.transform),
+                "proj:shape": list(plan.grid.shape),
+            }
+        )
     return properties
 
 
@@ -153,7 +183,8 @@ def cube_to_item(
         bbox=bbox,
         datetime=None,
         properties=_properties(plan, created),
-        stac_extensions=[DATACUBE_EXTENSION],
+        stac_extensions=[DATACUBE_EXTENSION]
+        + ([PROJECTION_EXTENSION] if plan.grid is not None else []),
         collection=CUBE_COLLECTION,
     )
     item.add_asset(*_data_asset(plan, url))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,6 +18,8 @@ from icecube_cloud.synthetic.pixels import IQDtype
 from icecube_cloud.synthetic.spec import SyntheticSpec
 
 Flavour = Literal["legacy-grd", "legacy-slc", "grd-cog", "slc-cog"]
+_M_PER_DEG = 111_320.0
+_COS_LAT = math.cos(math.radians(SyntheticSpec.center_lat))
 DEFAULT_START = datetime(2021, 4, 27, 21, 51, 24, 929476, tzinfo=UTC)
 
 
@@ -49,9 +52,14 @@ def make_stack(
     seed: int = 0,
     incidence_angles: Sequence[float] | None = None,
     iq_dtype: IQDtype = "int16",
+    jitter_m: float = 0.0,
+    shapes: Sequence[tuple[int, int]] | None = None,
     **overrides: Any,
 ) -> list[SyntheticSpec]:
-    """Write a coregistered stack of ``n`` products and return their specs (in time order).
+    """Write a stack of ``n`` products and return their specs (in time order).
+
+    Coregistered by default; ``jitter_m`` and ``shapes`` make a stack that is not (each product on
+    its own grid, as ICEYE's geocoded COGs are), for map-geometry cubes.
 
     Times spread over ``days`` (at most one acquisition per UTC day when ``n <= days``), incidence
     angles vary realistically (25-35 degrees) unless given, orbit states alternate, speckle differs
@@ -67,6 +75,8 @@ def make_stack(
         seed: Base seed (scene and speckle).
         incidence_angles: Explicit scene-centre incidence per product.
         iq_dtype: I/Q dtype of legacy SLC products.
+        jitter_m: Shift each product's scene centre by up to this many metres east and north.
+        shapes: Explicit (azimuth, range) shape per product (instead of ``shape``).
         **overrides: Further :class:`SyntheticSpec` fields applied to every product.
     """
     if start.tzinfo is None:
@@ -78,6 +88,9 @@ def make_stack(
         raise ValueError(f"incidence_angles has {len(incidence_angles)} values, n is {n}")
     else:
         angles = [float(a) for a in incidence_angles]
+    if shapes is not None and len(shapes) != n:
+        raise ValueError(f"shapes has {len(shapes)} values, n is {n}")
+    shifts = rng.uniform(-jitter_m, jitter_m, (n, 2)) if jitter_m else np.zeros((n, 2))
     day_offsets = np.linspace(0, max(days - 1, 0), n).round().astype(int) if n > 1 else [0]
     tag = {"legacy-grd": "GRD", "legacy-slc": "SLC", "grd-cog": "GRDC", "slc-cog": "SLCC"}[flavour]
     specs = []
@@ -87,7 +100,9 @@ def make_stack(
             product_id=f"ICEYE_{tag}_SYNTH_{begin:%Y%m%dT%H%M%S}_{seed}_{k}",
             seed=seed * 1000 + k + 1,
             scene_seed=seed,
-            shape=shape,
+            shape=shape if shapes is None else (int(shapes[k][0]), int(shapes[k][1])),
+            center_lon=SyntheticSpec.center_lon + shifts[k, 0] / _M_PER_DEG / _COS_LAT,
+            center_lat=SyntheticSpec.center_lat + shifts[k, 1] / _M_PER_DEG,
             acquisition_start=begin,
             acquisition_end=begin + timedelta(seconds=5.096059),
             incidence_angle=angles[k],

@@ -16,6 +16,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
+import pyproj
 import pystac
 import xarray as xr
 import zarr
@@ -78,11 +79,10 @@ def skeleton(
         for name in STRING_COORDS
     }
     ds = xr.Dataset(
-        {plan.variable: (("time", "azimuth", "range"), pixels, _VARIABLE_ATTRS[plan.variable])},
+        {plan.variable: (("time", *plan.dims), pixels, _VARIABLE_ATTRS[plan.variable])},
         coords={
             "time": ("time", _dt64([s.time for s in plan.slices])),
-            "azimuth": ("azimuth", np.arange(plan.shape[0], dtype="int32")),
-            "range": ("range", np.arange(plan.shape[1], dtype="int32")),
+            **_image_coords(plan),
             "acquisition_start": ("time", _dt64(per_time("acquisition_start", None))),
             "acquisition_end": ("time", _dt64(per_time("acquisition_end", None))),
             "incidence_angle": (
@@ -101,6 +101,8 @@ def skeleton(
     )
     if plan.labels is not None:
         _add_labels(ds, plan, label_vectors or [[] for _ in plan.slices])
+    if plan.grid is not None:
+        _georeference(ds, plan)
     ds["time"].attrs["comment"] = "acquisition end (UTC), or bin start with temporal_resolution > 0"
     ds["metadata"].attrs["comment"] = "full product metadata as JSON (lossless); " + GAP_STRING
     ds["incidence_angle"].attrs["units"] = "degree"
@@ -108,6 +110,50 @@ def skeleton(
         "false for gap slices: no image; their per-time coordinates hold fill values (NaT, NaN, '')"
     )
     return ds
+
+
+def _image_coords(plan: CubePlan) -> dict[str, Any]:
+    """Pixel indices (SAR geometry) or pixel-centre map coordinates (a map grid)."""
+    if plan.grid is None:
+        return {
+            "azimuth": ("azimuth", np.arange(plan.shape[0], dtype="int32")),
+            "range": ("range", np.arange(plan.shape[1], dtype="int32")),
+        }
+    return {
+        "y": ("y", np.array(plan.grid.y(), dtype="float64")),
+        "x": ("x", np.array(plan.grid.x(), dtype="float64")),
+    }
+
+
+def _georeference(ds: xr.Dataset, plan: CubePlan) -> None:
+    """CF grid mapping of a map-geometry cube, as rioxarray and odc-geo read it (SPEC §6b).
+
+    A scalar ``spatial_ref`` coordinate carries the CRS (``crs_wkt``, ``spatial_ref``) and the GDAL
+    ``GeoTransform``; every georeferenced variable names it in ``grid_mapping``. Pixels outside an
+    image's footprint hold 0 (the array's fill value), declared as ``nodata``.
+    """
+    grid = plan.grid
+    assert grid is not None
+    ds.coords["spatial_ref"] = (
+        (),
+        np.int32(0),
+        {
+            "crs_wkt": grid.crs_wkt,
+            "spatial_ref": grid.crs_wkt,
+            "GeoTransform": " ".join(repr(float(v)) for v in grid.geo_transform),
+            "comment": f"{grid.crs}; pixels warped with {grid.resampling} resampling",
+        },
+    )
+    crs = pyproj.CRS.from_wkt(grid.crs_wkt)
+    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
+    standard = ("longitude", "latitude") if crs.is_geographic else ("projection_x", "projection_y")
+    for name, std in zip(("x", "y"), standard, strict=True):
+        suffix = "" if crs.is_geographic else "_coordinate"
+        ds[name].attrs.update(
+            {"standard_name": std + suffix, "long_name": f"{name} of pixel centre", "units": unit}
+        )
+    ds[plan.variable].attrs.update({"grid_mapping": "spatial_ref", "nodata": 0})
+    ds[plan.variable].attrs["comment"] += "; 0 outside the image's footprint on the map grid"
 
 
 def _add_labels(

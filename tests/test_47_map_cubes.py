@@ -1,0 +1,263 @@
+"""Map-geometry cubes (SPEC §6b, issue #14): stacks that are not coregistered, warped onto one grid.
+
+The truth is computed here without GDAL: each map pixel's centre is taken to lon/lat with pyproj and
+into the product file through the file's own affine geolocation (a COG's transform, or the affine that
+a legacy GRD's GCPs define); the file pixel there is what ``nearest`` must hold. Pixels whose centre
+falls within a hair of a source pixel edge may take either neighbour (the warp's tolerance).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.transform
+import xarray as xr
+from affine import Affine
+from pyproj import Transformer
+
+from icecube_cloud.build import build_cube, plan_cube
+from icecube_cloud.errors import ConfigError, UsageError
+from icecube_cloud.ingest import ingest
+from icecube_cloud.read.warp import TOLERANCE
+from icecube_cloud.synthetic import make_stack
+
+START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
+SHAPES = [(180, 150), (160, 170), (200, 140), (170, 160)]
+EDGE = {"grd-cog": 5 * TOLERANCE, "legacy-grd": 0.13}
+"""Centres closer than this (in source pixels) to a pixel edge may take either neighbour: the warp's
+tolerance (affine products), GDAL's default 0.125 (products located by GCPs)."""
+
+
+def _stack(root: Path, flavour: str) -> list[Path]:
+    make_stack(
+        root / "products", n=4, start=START, days=4, flavour=flavour, seed=5,
+        jitter_m=40.0, shapes=SHAPES, pixel_spacing_range=1.0, pixel_spacing_azimuth=1.0,
+    )  # fmt: skip
+    ingest([str(root / "products")], str(root / "cat"))
+    return sorted((root / "products").glob("*.tif"))
+
+
+@pytest.fixture(scope="module")
+def cogs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("map-cogs")
+    _stack(root, "grd-cog")
+    return root
+
+
+def _file_affine(path: str) -> tuple[Affine, np.ndarray]:
+    with rasterio.open(path) as ds:
+        data = ds.read(1)
+        if ds.crs is not None and not ds.transform.is_identity:
+            return ds.transform, data
+        gcps, _ = ds.gcps
+        return rasterio.transform.from_gcps(gcps), data
+
+
+def _truth(ds: xr.Dataset, t: int, edge: float) -> tuple[np.ndarray, np.ndarray]:
+    """The source pixel under each map pixel's centre, and where that centre is near an edge."""
+    a, data = _file_affine(_HREFS[str(ds["product_id"].values[t])])
+    crs = ds["spatial_ref"].attrs["crs_wkt"]
+    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xx, yy)
+    inv = ~a
+    col = inv.a * lon + inv.b * lat + inv.c
+    row = inv.d * lon + inv.e * lat + inv.f
+    inside = (col >= 0) & (col < data.shape[1]) & (row >= 0) & (row < data.shape[0])
+    truth = np.zeros(xx.shape, data.dtype)
+    truth[inside] = data[np.floor(row[inside]).astype(int), np.floor(col[inside]).astype(int)]
+    frac = np.minimum.reduce([col % 1, 1 - col % 1, row % 1, 1 - row % 1])
+    border = (np.abs(col) < edge) | (np.abs(row) < edge)
+    border |= (np.abs(col - data.shape[1]) < edge) | (np.abs(row - data.shape[0]) < edge)
+    return truth, (frac < edge) | border
+
+
+_HREFS: dict[str, str] = {}
+"""Product id -> its file (filled by the tests that compare pixels)."""
+
+
+def _remember(products: Path) -> None:
+    from icecube_cloud.products import read_product
+
+    for p in products.glob("*.tif"):
+        _HREFS[read_product(p).product_id] = str(p)
+
+
+@pytest.mark.parametrize("flavour", ["grd-cog", "legacy-grd"])
+def test_nearest_holds_the_source_pixel_under_each_map_pixel(tmp_path, dask_scheduler, flavour):
+    _stack(tmp_path, flavour)
+    _remember(tmp_path / "products")
+    out = tmp_path / "map.zarr"
+    cfg = {"grid": {"resolution": 1.5}, "chunks": {"azimuth": 64, "range": 64}}
+    result = build_cube(
+        str(tmp_path / "cat"), cfg, str(out), scheduler=dask_scheduler, register=False
+    )
+    grid = result.plan.grid
+    assert grid is not None and grid.crs.startswith("EPSG:326")
+    ds = xr.open_zarr(out)
+    assert ds["amplitude"].dims == ("time", "y", "x") and ds.sizes["time"] == 4
+    assert ds["amplitude"].dtype == np.uint16
+    assert (np.diff(ds["y"].values) < 0).all() and (np.diff(ds["x"].values) > 0).all()
+    assert ds["x"].values[0] == grid.transform[2] + 0.75
+    for t in range(4):
+        got = ds["amplitude"].isel(time=t).values
+        truth, near_edge = _truth(ds, t, EDGE[flavour])
+        wrong = (got != truth) & ~near_edge
+        assert not wrong.any(), f"slice {t}: {int(wrong.sum())} pixels differ from the truth"
+        assert (got[(truth == 0) & ~near_edge] == 0).all() and (got > 0).sum() > 0.3 * got.size
+        assert (got != truth).mean() < (0.002 if flavour == "grd-cog" else 0.08)
+    # The stack is not coregistered: footprints differ, so do the filled areas.
+    filled = [(ds["amplitude"].isel(time=t).values > 0) for t in range(4)]
+    assert any((filled[0] != f).any() for f in filled[1:])
+
+
+def test_plain_rioxarray_and_odc_geo_read_the_georeferencing(cogs, tmp_path, dask_scheduler):
+    out = tmp_path / "map.zarr"
+    cfg = {"grid": {"crs": "EPSG:32629", "resolution": 2.0}}
+    result = build_cube(str(cogs / "cat"), cfg, str(out), scheduler=dask_scheduler, register=False)
+    grid = result.plan.grid
+    assert grid is not None
+    code = (
+        "import sys, json, xarray as xr, rioxarray, odc.geo.xr\n"
+        f"ds = xr.open_zarr({str(out)!r})\n"
+        "a = ds['amplitude']\n"
+        "gb = a.odc.geobox\n"
+        "print(json.dumps({'epsg': a.rio.crs.to_epsg(), 'transform': list(a.rio.transform())[:6],\n"
+        "  'nodata': int(a.rio.nodata), 'geobox_shape': list(gb.shape), 'geobox_epsg': gb.crs.epsg,\n"
+        "  'icecube': 'icecube_cloud' in sys.modules}))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seen = json.loads(r.stdout)
+    assert seen["epsg"] == 32629 and seen["geobox_epsg"] == 32629
+    assert seen["transform"] == pytest.approx(list(grid.transform))
+    assert seen["geobox_shape"] == list(grid.shape) and seen["nodata"] == 0
+    assert seen["icecube"] is False
+
+
+def test_other_resamplings_follow_gdal(cogs, tmp_path, dask_scheduler):
+    """Bilinear: the cube equals GDAL's warp of each whole product onto the whole grid, within 1 DN."""
+    from icecube_cloud.model import Window
+    from icecube_cloud.read.warp import WarpedReader
+
+    out = tmp_path / "bilinear.zarr"
+    cfg = {
+        "grid": {"resolution": 1.5, "resampling": "bilinear"},
+        "chunks": {"azimuth": 50, "range": 50},
+    }
+    result = build_cube(str(cogs / "cat"), cfg, str(out), scheduler=dask_scheduler, register=False)
+    plan = result.plan
+    ds = xr.open_zarr(out)
+    for t, s in enumerate(plan.slices):
+        assert s.source is not None and plan.grid is not None
+        whole = WarpedReader.open_source(s.source, None).read(
+            Window(0, plan.shape[0], 0, plan.shape[1])
+        )
+        got = ds["amplitude"].isel(time=t).values
+        assert np.abs(got.astype(int) - whole.astype(int)).max() <= 1
+    assert isinstance(plan, type(plan_cube(str(cogs / "cat"), cfg)))
+
+
+def test_map_cube_refusals(cogs, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        plan_cube(str(cogs / "cat"), {"grid": {}, "product_type": "SLC"})
+    assert err.value.key == "grid"
+    with pytest.raises(ConfigError) as err:
+        plan_cube(str(cogs / "cat"), {"grid": {}, "labels": True})
+    assert err.value.key == "labels"
+    with pytest.raises(UsageError, match="--format zarr"):
+        build_cube(str(cogs / "cat"), {"grid": {}}, str(tmp_path / "c.json"), format="kerchunk")
+    assert not (tmp_path / "c.json").exists()
+    with pytest.raises(ConfigError, match="grid"):
+        plan_cube(str(cogs / "cat"), {"coregistered": False})
+
+
+def test_map_cube_item_carries_its_grid(cogs, tmp_path, dask_scheduler, stac_schemas):
+    """The registered cube item: spatial x/y dimensions and the projection extension, schema-valid."""
+    import shutil
+
+    from icecube_cloud.stac.cube_item import CUBE_COLLECTION
+    from icecube_cloud.stac.static import StaticCatalog
+    from icecube_cloud.stac.validate import validate_stac
+
+    cat = tmp_path / "cat"
+    shutil.copytree(cogs / "cat", cat)
+    cfg = {"grid": {"resolution": 2.0, "bbox": [-6.2555, 37.4455, -6.2525, 37.4465]}}
+    result = build_cube(str(cat), cfg, str(tmp_path / "map.zarr"), scheduler=dask_scheduler)
+    grid = result.plan.grid
+    assert grid is not None
+    item = next(iter(StaticCatalog.open(str(cat)).items([CUBE_COLLECTION])))
+    assert item.id == result.item_id
+    report = validate_stac(item.to_dict(), stac_schemas)
+    assert report.valid, report.errors
+    props = item.properties
+    assert props["proj:code"] == grid.crs and props["proj:shape"] == list(grid.shape)
+    assert props["proj:transform"] == list(grid.transform)
+    dims = props["cube:dimensions"]
+    assert dims["x"]["type"] == "spatial" and dims["x"]["step"] == 2.0
+    assert dims["y"]["extent"] == [grid.y()[-1], grid.y()[0]]
+    assert props["cube:variables"]["amplitude"]["dimensions"] == ["time", "y", "x"]
+    # The asked bbox (lon/lat) is covered, with pixel edges on multiples of 2 m.
+    assert grid.transform[2] % 2 == 0 and grid.transform[5] % 2 == 0
+
+
+def test_cli_map_cube_build_info_quicklook(cogs, tmp_path, dask_scheduler):
+    exe = str(Path(sys.executable).parent / "icecube-cloud")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"grid": {"resolution": 2.0}, "coregistered": False}))
+    out = tmp_path / "map.zarr"
+    r = subprocess.run(
+        [exe, "build", "--stac-url", str(cogs / "cat"), "--config", str(cfg), "--out", str(out),
+         "--scheduler", dask_scheduler, "--no-register"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([exe, "info", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "y=" in r.stdout and "x=" in r.stdout, r.stderr
+    png = tmp_path / "q.png"
+    r = subprocess.run([exe, "quicklook", str(out), "-o", str(png)], capture_output=True, text=True)
+    assert r.returncode == 0 and png.stat().st_size > 1000, r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"grid": {"resampling": "bilinar"}}))
+    r = subprocess.run(
+        [exe, "search", "--stac-url", str(cogs / "cat"), "--config", str(bad)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 2 and "grid.resampling" in r.stderr and "bilinear" in r.stderr
+
+
+def test_map_cube_over_s3_equals_the_local_one(cogs, tmp_path, moto_s3, dask_scheduler):
+    """Products, catalog and cube in a moto bucket: the same pixels as the local build of that grid."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**moto_s3.storage_options, skip_instance_cache=True)
+    bucket = moto_s3.make_bucket("icecube-map").removeprefix("s3://")
+    fs.put(f"{cogs / 'products'}/", f"{bucket}/products/", recursive=True)
+    ingest(
+        [f"s3://{bucket}/products/"], f"s3://{bucket}/cat", storage_options=moto_s3.storage_options
+    )
+    cfg = {
+        "grid": {
+            "crs": "EPSG:32629",
+            "resolution": 2.0,
+            "bbox": [-6.2560, 37.4452, -6.2520, 37.4468],
+        }
+    }
+    local = tmp_path / "local.zarr"
+    build_cube(str(cogs / "cat"), cfg, str(local), scheduler=dask_scheduler, register=False)
+    out = f"s3://{bucket}/map.zarr"
+    build_cube(
+        f"s3://{bucket}/cat", cfg, out, storage_options=moto_s3.storage_options,
+        scheduler=dask_scheduler, register=False,
+    )  # fmt: skip
+    remote = xr.open_zarr(out, storage_options=dict(moto_s3.storage_options))
+    here = xr.open_zarr(local)
+    assert remote["amplitude"].dims == ("time", "y", "x")
+    np.testing.assert_array_equal(remote["amplitude"].values, here["amplitude"].values)
+    np.testing.assert_array_equal(remote["x"].values, here["x"].values)
+    assert (remote["amplitude"].values > 0).any()
