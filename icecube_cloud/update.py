@@ -232,6 +232,26 @@ def _documents(
     return skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)), plan)
 
 
+def _check_same_grid(old: xr.Dataset, plan: CubePlan, url: str) -> None:
+    """Raise unless the cube and the new plan share their geometry (SAR, or the same map grid).
+
+    A map grid derived from the footprints grows when a new product reaches outside them; the old
+    slices would then sit on another grid than the new ones.
+    """
+    stored = old["spatial_ref"].attrs.get("GeoTransform") if "spatial_ref" in old.coords else None
+    if plan.grid is None and stored is None:
+        return
+    wanted = (
+        None if plan.grid is None else " ".join(repr(float(v)) for v in plan.grid.geo_transform)
+    )
+    if stored != wanted or tuple(old[plan.variable].dims[1:]) != plan.dims:
+        raise DataError(
+            f"{url}: the cube's grid ({stored or 'SAR geometry'}) differs from the one the catalog "
+            f"now gives ({wanted or 'SAR geometry'}); rebuild it with --overwrite, or give the "
+            "config a fixed grid.bbox so that new products land on the same grid"
+        )
+
+
 def _update(
     target: StorageTarget,
     root: dict[str, Any],
@@ -247,6 +267,8 @@ def _update(
         old = xr.open_zarr(target.zarr_store(read_only=True), consolidated=True, zarr_format=3)
     var = plan.variable
     old_chunks = tuple(old[var].encoding.get("chunks", ()))[1:]
+    if var in old:
+        _check_same_grid(old, plan, url)
     if var not in old or old[var].shape[1:] != plan.shape or str(old[var].dtype) != plan.dtype:
         raise DataError(f"{url}: the catalog's images no longer fit this cube; rebuild it")
     if old_chunks and old_chunks != plan.chunks:

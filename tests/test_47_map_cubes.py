@@ -261,3 +261,34 @@ def test_map_cube_over_s3_equals_the_local_one(cogs, tmp_path, moto_s3, dask_sch
     np.testing.assert_array_equal(remote["amplitude"].values, here["amplitude"].values)
     np.testing.assert_array_equal(remote["x"].values, here["x"].values)
     assert (remote["amplitude"].values > 0).any()
+
+
+def test_update_of_a_map_cube(tmp_path, dask_scheduler):
+    """With a fixed grid.bbox a new acquisition joins the map cube as a rebuild would place it; a grid
+    that follows the footprints and would move is refused, naming the fix."""
+    from datetime import timedelta
+
+    from icecube_cloud.errors import DataError
+    from icecube_cloud.update import update_cube
+
+    _stack(tmp_path, "grd-cog")
+    cat = str(tmp_path / "cat")
+    fixed = {"grid": {"resolution": 2.0, "bbox": [-6.2560, 37.4452, -6.2520, 37.4468]}}
+    loose = {"grid": {"resolution": 2.0}}
+    build_cube(cat, fixed, str(tmp_path / "fixed.zarr"), scheduler=dask_scheduler, register=False)
+    build_cube(cat, loose, str(tmp_path / "loose.zarr"), scheduler=dask_scheduler, register=False)
+    make_stack(
+        tmp_path / "later", n=1, start=START + timedelta(days=10), flavour="grd-cog", seed=9,
+        jitter_m=200.0, shapes=[(190, 150)], pixel_spacing_range=1.0, pixel_spacing_azimuth=1.0,
+    )  # fmt: skip
+    ingest([str(tmp_path / "later")], cat)
+    result = update_cube(str(tmp_path / "fixed.zarr"), scheduler=dask_scheduler)
+    assert result.rewritten == (4,) and len(result.added) == 1
+    rebuilt = tmp_path / "rebuilt.zarr"
+    build_cube(cat, fixed, str(rebuilt), scheduler=dask_scheduler, register=False)
+    np.testing.assert_array_equal(
+        xr.open_zarr(tmp_path / "fixed.zarr")["amplitude"].values,
+        xr.open_zarr(rebuilt)["amplitude"].values,
+    )
+    with pytest.raises(DataError, match=r"grid\.bbox"):
+        update_cube(str(tmp_path / "loose.zarr"), scheduler=dask_scheduler)
