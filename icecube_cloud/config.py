@@ -286,16 +286,12 @@ CONFIG_KEYS: tuple[str, ...] = tuple(_PARSERS)
 
 
 def _check_map_cube(values: Mapping[str, Any]) -> None:
-    """What a map-geometry cube cannot hold (yet): SLC products and labels."""
+    """What a map-geometry cube cannot hold: SLC products (their phase must not be interpolated)."""
     if values.get("product_type") == "SLC":
         raise ConfigError(
             "grid",
             "an SLC cube cannot be put on a map grid (the phase must never be interpolated); "
             'use "product_type": "GRD", or drop grid for an SLC cube in SAR geometry',
-        )
-    if values.get("labels"):
-        raise ConfigError(
-            "labels", "labels are not drawn on map-geometry cubes yet; drop labels or grid"
         )
 
 

@@ -167,9 +167,6 @@ def test_map_cube_refusals(cogs, tmp_path):
     with pytest.raises(ConfigError) as err:
         plan_cube(str(cogs / "cat"), {"grid": {}, "product_type": "SLC"})
     assert err.value.key == "grid"
-    with pytest.raises(ConfigError) as err:
-        plan_cube(str(cogs / "cat"), {"grid": {}, "labels": True})
-    assert err.value.key == "labels"
     with pytest.raises(UsageError, match="--format zarr"):
         build_cube(str(cogs / "cat"), {"grid": {}}, str(tmp_path / "c.json"), format="kerchunk")
     assert not (tmp_path / "c.json").exists()
@@ -292,3 +289,57 @@ def test_update_of_a_map_cube(tmp_path, dask_scheduler):
     )
     with pytest.raises(DataError, match=r"grid\.bbox"):
         update_cube(str(tmp_path / "loose.zarr"), scheduler=dask_scheduler)
+
+
+@pytest.mark.parametrize("flavour", ["grd-cog", "legacy-grd"])
+def test_labels_on_the_map_grid(tmp_path, dask_scheduler, flavour):
+    """GeoJSON labels in lon/lat land on the map pixels of their place (raster and vectors), on every
+    slice whose product they touch, through each product's own geolocation."""
+    import rasterio.features
+    import shapely
+    from shapely.geometry import box, mapping
+    from shapely.ops import transform as shp_transform
+
+    from icecube_cloud.labels import ingest_labels
+
+    _stack(tmp_path, flavour)
+    cat = str(tmp_path / "cat")
+    field = box(-6.25418, 37.44588, -6.25382, 37.44612)  # ~32 x 27 m at the scenes' centre
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"class": "field"}, "geometry": mapping(field)}]}  # fmt: skip
+    (tmp_path / "labels.geojson").write_text(json.dumps(fc))
+    assert len(ingest_labels(str(tmp_path / "labels.geojson"), cat).products) == 4
+    out = tmp_path / "map.zarr"
+    cfg = {"grid": {"resolution": 1.5}, "labels": True}
+    result = build_cube(cat, cfg, str(out), scheduler=dask_scheduler, register=False)
+    grid = result.plan.grid
+    assert grid is not None
+    ds = xr.open_zarr(out)
+    assert ds["labels"].dims == ("time", "y", "x")
+    to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    expected_poly = shp_transform(to_grid.transform, field)
+    expected = rasterio.features.rasterize(
+        [(expected_poly, 1)], out_shape=grid.shape, transform=Affine(*grid.transform)
+    )
+    code = int(
+        ds["labels"].attrs["flag_values"][
+            list(ds["labels"].attrs["flag_meanings"].split()).index("field")
+        ]
+    )
+    for t in range(4):
+        got = ds["labels"].isel(time=t).values == code
+        assert got.sum() > 0.8 * expected.sum()
+        assert (got != (expected == 1)).sum() <= 0.35 * expected.sum()  # only the outline's pixels
+        ((wkt, cls),) = [
+            (str(w), str(c))
+            for w, c in zip(
+                ds["label_geometry"].isel(time=t).values,
+                ds["label_class"].isel(time=t).values,
+                strict=True,
+            )
+            if str(w)
+        ]
+        assert cls == "field"
+        assert (
+            shapely.from_wkt(wkt).hausdorff_distance(expected_poly) < 1.0
+        )  # metres, in the grid CRS

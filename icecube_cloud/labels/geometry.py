@@ -120,3 +120,47 @@ def geometry_to_pixel(
 
     out: BaseGeometry = shapely.transform(geometry, fn)
     return out
+
+
+def physical_to_file(
+    meta: ProductMetadata, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous physical (x = range, y = azimuth) -> file (col, row); see :func:`file_to_physical`."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if meta.orientation == "shadows-down":
+        return meta.shape[0] - y, x
+    return x, y
+
+
+def pixel_geometry_to_crs(
+    meta: ProductMetadata, geometry: BaseGeometry, crs_wkt: str, *, method: Method = "auto"
+) -> BaseGeometry:
+    """A geometry in the product's physical pixel grid -> the same place in CRS ``crs_wkt``.
+
+    Through the product's own geolocation (as :func:`lonlat_to_pixel`, the other way): for the labels
+    of a map-geometry cube, drawn where the cube's warped pixels are.
+
+    Raises:
+        LabelError: The product lacks the geolocation, or the transform fails (names the product).
+    """
+    resolved = resolve_method(meta, method)
+    src_crs = CRS.from_user_input(meta.crs) if resolved == "transform" and meta.crs else _WGS84
+    dst_crs = CRS.from_wkt(crs_wkt)
+    height = (
+        float(np.mean([g.height for g in meta.gcps])) if resolved == "gcps" and meta.gcps else 0.0
+    )
+
+    def fn(coords: np.ndarray) -> np.ndarray:
+        cols, rows = physical_to_file(meta, coords[:, 0], coords[:, 1])
+        try:
+            with _transformer(meta, resolved) as tr:
+                xs, ys = tr.xy(rows, cols, zs=np.full_like(rows, height), offset="ul")
+            mx, my = warp_transform(src_crs, dst_crs, np.atleast_1d(xs), np.atleast_1d(ys))
+        except (RasterioError, TypeError, ValueError) as err:
+            raise LabelError(
+                meta.href, f"cannot map label pixels with its {resolved}: {err}"
+            ) from err
+        return np.column_stack([mx, my])
+
+    out: BaseGeometry = shapely.transform(geometry, fn)
+    return out

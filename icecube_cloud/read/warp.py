@@ -20,6 +20,7 @@ the default's speed; an exact transformation (tolerance 1e-6) ran 7x slower.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
 from rasterio.transform import GCPTransformer
 from rasterio.vrt import WarpedVRT
 
@@ -278,3 +280,51 @@ class GcpSource:
             **dict(self.scale),
         )
         return out
+
+
+def to_file_orientation(physical: npt.NDArray[Any], source: SourceRef) -> npt.NDArray[Any]:
+    """A raster in physical (azimuth, range) order laid out as the product's file is."""
+    if source.orientation == "shadows-down":  # file[row, col] = physical[n_az - 1 - col, row]
+        return np.ascontiguousarray(physical[::-1, :].T)
+    return physical
+
+
+def warp_raster(
+    physical: npt.NDArray[Any], source: SourceRef, storage_options: Mapping[str, Any] | None
+) -> npt.NDArray[Any]:
+    """A raster on the product's pixels (e.g. its label mask) warped onto ``source.grid``, nearest.
+
+    The same geolocation and mapping as the product's own pixels (:class:`WarpedReader`), so that a
+    label lands on the map pixels its product pixels land on. 0 outside the footprint.
+    """
+    grid = source.grid
+    if grid is None:
+        raise ProductError(source.href, "no map grid to warp onto")
+    nearest = dataclasses.replace(grid, resampling="nearest")
+    data = to_file_orientation(physical, source)
+    file = RasterioReader(source.href, orientation="native", storage_options=storage_options)
+    try:
+        with file.env():
+            ds = file.dataset
+            if not has_transform(ds):
+                gcps = GcpSource.of(ds, nearest, source.href)
+                out = np.zeros(nearest.shape, dtype=data.dtype)
+                rasterio.warp.reproject(
+                    source=data, destination=out, gcps=list(gcps.gcps), src_crs=gcps.gcp_crs,
+                    src_nodata=0, dst_transform=Affine(*nearest.transform),
+                    dst_crs=CRS.from_wkt(nearest.crs_wkt), dst_nodata=0,
+                    resampling=Resampling.nearest,
+                )  # fmt: skip
+                return out
+            profile = {
+                "driver": "GTiff", "width": ds.width, "height": ds.height, "count": 1,
+                "dtype": data.dtype, "crs": ds.crs, "transform": ds.transform, "nodata": 0,
+            }  # fmt: skip
+    finally:
+        file.close()
+    with MemoryFile() as memory:
+        with memory.open(**profile) as dst:
+            dst.write(data, 1)
+        with memory.open() as src, warped_vrt(src, nearest) as vrt:
+            warped: npt.NDArray[Any] = vrt.read(1)
+    return warped

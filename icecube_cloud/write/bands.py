@@ -25,6 +25,7 @@ from icecube_cloud.model import SourceRef, Window
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.read.policy import Readers, wide_bands
+from icecube_cloud.read.warp import warp_raster
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
 from icecube_cloud.write.journal import Journal, band_key, label_key
@@ -176,11 +177,22 @@ def write_label_slice(
     shape: tuple[int, int],
     classes: Mapping[str, int],
     storage_options: Mapping[str, Any] | None = None,
+    source: SourceRef | None = None,
 ) -> int:
-    """Rasterise one product's label items into ``labels[t]`` (runs on a worker; deterministic)."""
+    """Rasterise one product's label items into ``labels[t]`` (runs on a worker; deterministic).
+
+    The labels are drawn on the product's pixels; on a map-geometry cube (``source.grid``) that
+    raster is then warped onto the grid like the product's pixels (:func:`warp_raster`).
+    """
+    on_grid = source is not None and source.grid is not None
     mask = label_mask(
-        [pystac.Item.from_dict(dict(d)) for d in items], shape, classes, storage_options
+        [pystac.Item.from_dict(dict(d)) for d in items],
+        source.shape if on_grid and source is not None else shape,
+        classes,
+        storage_options,
     )
+    if on_grid and source is not None:
+        mask = warp_raster(mask, source, storage_options)
     array = zarr.open_array(store=target.zarr_store(), path="labels", mode="r+", zarr_format=3)
     array[t] = mask
     Journal(target).mark(label_key(t))
@@ -235,6 +247,7 @@ def submit_pixel_tasks(
                     plan.shape,
                     classes,
                     storage_options,
+                    source,
                     pure=False,
                 )
             )

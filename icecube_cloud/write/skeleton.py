@@ -18,13 +18,16 @@ import numpy as np
 import numpy.typing as npt
 import pyproj
 import pystac
+import shapely
 import xarray as xr
 import zarr
 import zarr.codecs
 
 from icecube_cloud.labels.cube import flag_attrs, label_vectors
+from icecube_cloud.labels.geometry import pixel_geometry_to_crs
 from icecube_cloud.model import Compression
 from icecube_cloud.plan import CubePlan
+from icecube_cloud.products import read_product
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.coords import GAP_STRING, STRING_COORDS, coord_encoding
 
@@ -153,6 +156,8 @@ def _georeference(ds: xr.Dataset, plan: CubePlan) -> None:
             {"standard_name": std + suffix, "long_name": f"{name} of pixel centre", "units": unit}
         )
     ds[plan.variable].attrs.update({"grid_mapping": "spatial_ref", "nodata": 0})
+    if "labels" in ds.data_vars:
+        ds["labels"].attrs["grid_mapping"] = "spatial_ref"
     ds[plan.variable].attrs["comment"] += "; 0 outside the image's footprint on the map grid"
 
 
@@ -168,7 +173,7 @@ def _add_labels(
         **flag_attrs(plan.labels.classes),
         "comment": "times without labels hold only background",
     }
-    ds["labels"] = (("time", "azimuth", "range"), raster, attrs)
+    ds["labels"] = (("time", *plan.dims), raster, attrs)
     width = max((len(v) for v in vectors), default=0)
     geometry = np.full((n, width), "", dtype=object)
     classes = np.full((n, width), "", dtype=object)
@@ -180,6 +185,8 @@ def _add_labels(
         geometry,
         {
             "comment": "vector labels as WKT in pixel coordinates (x = range, y = azimuth); '' = none"
+            if plan.grid is None
+            else f"vector labels as WKT in the grid's CRS ({plan.grid.crs}; x, y); '' = none"
         },
     )
     ds["label_class"] = (("time", "label"), classes, {"comment": "class of label_geometry"})
@@ -252,16 +259,28 @@ def put_documents(target: StorageTarget, docs: Mapping[str, bytes]) -> None:
 def label_vectors_of(
     plan: CubePlan, storage_options: Mapping[str, Any]
 ) -> list[list[tuple[str, str]]] | None:
-    """Per time slice, the vector labels of its product (pixel-coordinate WKT, class)."""
+    """Per time slice, the vector labels of its product (WKT, class).
+
+    In the product's pixel coordinates (x = range, y = azimuth), or, on a map grid, in the grid's CRS
+    (mapped through each product's geolocation, whose header is read here).
+    """
     if plan.labels is None:
         return None
     items = plan.labels.items
-    return [
-        label_vectors(
-            [pystac.Item.from_dict(dict(d)) for d in items.get(s.source.item_id, ())],
-            storage_options,
+    out: list[list[tuple[str, str]]] = []
+    for s in plan.slices:
+        src = s.source
+        if src is None or src.item_id not in items:
+            out.append([])
+            continue
+        pairs = label_vectors(
+            [pystac.Item.from_dict(dict(d)) for d in items[src.item_id]], storage_options
         )
-        if s.source is not None
-        else []
-        for s in plan.slices
-    ]
+        if plan.grid is not None and pairs:
+            meta = read_product(src.href, storage_options=storage_options, expected=src.format)
+            pairs = [
+                (pixel_geometry_to_crs(meta, shapely.from_wkt(wkt), plan.grid.crs_wkt).wkt, name)
+                for wkt, name in pairs
+            ]
+        out.append(pairs)
+    return out
