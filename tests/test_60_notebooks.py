@@ -70,3 +70,16 @@ def test_demo_cloud(tmp_path, stac_api):
     assert r.returncode == 0, r.stderr
     assert "time: 6 slices, 6 images, 0 gaps" in r.stdout
     assert "status: complete" in r.stdout and "opened over S3" in r.stdout
+
+
+def test_map_cube_notebook(tmp_path):
+    """04: a map-geometry cube of a non-coregistered stack with labels, on a lon/lat plot (local only)."""
+    notebook = nbformat.read(NOTEBOOKS / "04_map_cube_with_labels.ipynb", as_version=4)
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )  # fmt: skip
+    client.execute()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the lon/lat figure
