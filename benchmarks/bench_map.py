@@ -29,7 +29,9 @@ reading and graph building included). Each peer's cube is compared with ours on 
 either is not fill (``agree``: equal; ``agree_1dn``: within 1 DN): with ``nearest`` the peers and the
 ceiling use GDAL's default approximate transformer (0.125 source pixels) where ours asks GDAL for
 0.001, so a few per cent of pixels may take a neighbouring source pixel; a peer that loads nothing
-agrees on 0. With ``--repeat N`` the four cases run N times interleaved; the fastest run is reported,
+agrees on 0. Other resamplings are not expected to agree: each tool sizes GDAL's kernel its own way
+(ours once per product, the others per warped extent), so the JSON's ``mean_abs_dn`` tells how far
+apart they are. With ``--repeat N`` the four cases run N times interleaved; the fastest run is reported,
 every run's seconds are kept. Usage::
 
     python -m benchmarks.bench_map [--size tiny|small|large] [--repeat N] [--json out.json]
