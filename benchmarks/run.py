@@ -92,20 +92,24 @@ class Env:
     shared: distributed.Client | None = None
     """A cluster shared by every case; ``None``: a fresh LocalCluster per case (fresh memory and caches;
     ``Client.restart`` does not come back on this machine)."""
+    warm: tuple[str, ...] = ()
+    """Modules a fresh cluster's workers import before a case (default :data:`WARM_MODULES`)."""
 
 
 WARM_MODULES = ("benchmarks.measure", "icecube_cloud.build", "rioxarray")
 """Imported by every worker before any case is timed: the modules the three cases' tasks import."""
 
 
-def _warm_up() -> None:
-    for name in WARM_MODULES:
+def _warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
+    for name in modules:
         importlib.import_module(name)
 
 
 def _case(env: Env, fn: Callable[[distributed.Client], T]) -> tuple[T, PeakRss]:
     with contextlib.ExitStack() as stack:
-        client = env.shared or stack.enter_context(_cluster(env.workers))
+        client = env.shared or stack.enter_context(
+            _cluster(env.workers, warm=env.warm or WARM_MODULES)
+        )
         os.sync()  # no case pays for the writeback of an earlier one
         with track_rss(client) as peaks:
             result = fn(client)
@@ -223,10 +227,12 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
 
 
 @contextmanager
-def _cluster(workers: int, memory_limit: str | None = None) -> Iterator[distributed.Client]:
+def _cluster(
+    workers: int, memory_limit: str | None = None, warm: Sequence[str] = WARM_MODULES
+) -> Iterator[distributed.Client]:
     """The build's own LocalCluster (``icecube_cloud.cluster``), for every case alike."""
     with local_cluster(workers, dashboard_address=None, memory_limit=memory_limit or "auto") as c:
-        c.run(_warm_up)
+        c.run(_warm_up, tuple(warm))
         yield c
 
 

@@ -92,3 +92,55 @@ def test_verdicts_name_the_targets() -> None:
         "(target ≥ 2.0): targets met"
     ]
     assert bench.verdicts([{**row, "ratio_ceiling": None}])[0].endswith("TARGET MISSED")
+
+
+# --- the map-geometry case (benchmarks.bench_map, issue #14) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def map_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from benchmarks import bench_map
+
+    out = tmp_path_factory.mktemp("bench-map") / "bench-map.json"
+    argv = ["--size", "tiny", "--no-fresh", "--resampling", "nearest", "--resampling", "bilinear"]
+    assert bench_map.main([*argv, "--json", str(out)]) == 0
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def test_map_every_case_is_measured(map_result: dict[str, Any]) -> None:
+    from benchmarks.bench_map import CASES
+
+    rows = map_result["rows"]
+    assert [r["resampling"] for r in rows] == ["nearest", "bilinear"]
+    for row in rows:
+        assert row["size"] == "tiny" and row["n_images"] == 4 and row["crs"].startswith("EPSG:326")
+        for case in CASES:
+            c = row["cases"][case]
+            assert c["status"] == "ok", (case, c["status"])
+            assert _positive(c["mibs"]) and c["s"] == min(c["runs_s"])
+            assert all(_positive(v) for v in c["rss"]["workers_mib"])
+            assert len(c["rss"]["workers_mib"]) == 2
+        assert row["faster_peer"] in ("odc-stac", "stackstac")
+        assert _positive(row["ratio_faster_peer"]) and _positive(row["ratio_ceiling"])
+    assert map_result["verdicts"] == [r["verdict"] for r in rows]
+
+
+def test_map_peers_load_the_same_pixels(map_result: dict[str, Any]) -> None:
+    """Every peer loaded the products' pixels (not the all-fill cube a wrong transform gives)."""
+    for row in map_result["rows"]:
+        assert set(row["agreement"]) == {"odc-stac", "stackstac", "ceiling"}
+        for case, agree in row["agreement"].items():
+            assert agree["data_px"] > 0 and agree["other_px"] > 0.99 * agree["reference_px"], case
+            assert 0 <= agree["agree"] <= agree["agree_1dn"] <= 1, case
+            if row["resampling"] == "nearest":  # GDAL's default transformer moves a few pixels
+                assert agree["agree"] > 0.99, (case, agree)
+                assert "WARNING" not in row["verdict"]
+
+
+def test_map_table_has_a_line_per_row(map_result: dict[str, Any]) -> None:
+    from benchmarks.bench_map import table
+
+    lines = table(map_result["rows"]).splitlines()
+    assert lines[0].startswith("| size | resampling |") and len(lines) == 2 + 2
+    assert lines[2].startswith("| tiny | nearest | 4×128² |")
