@@ -22,6 +22,8 @@ from icecube_cloud.synthetic import make_stack
 
 DEMO_MARKER = ".icecube-cloud-demo"
 """File that marks a folder as the demo's own work folder."""
+_SYNTHETIC = "_SYNTH_"
+"""Part of every synthetic product's file name (``icecube_cloud.synthetic.make_stack``)."""
 _DEMO_ENTRIES = frozenset({DEMO_MARKER, "products", "catalog", "config.json", "cube.zarr"})
 """Everything a demo writes into its work folder."""
 
@@ -129,6 +131,26 @@ def run_cloud_demo(
         )
 
 
+def _not_the_demos(work: Path) -> list[str]:
+    """What in ``work`` an earlier demo did not write (empty: the folder is the demo's own).
+
+    Top-level entries must be the demo's; its ``products/`` (which a rerun replaces) may hold only
+    the generator's synthetic products, marker or not (older demos wrote none), so that a user's
+    own ``products/`` folder is never taken for the demo's.
+    """
+    foreign = sorted(p.name for p in work.iterdir() if p.name not in _DEMO_ENTRIES)
+    products = work / "products"
+    if products.is_dir():
+        foreign += sorted(
+            f"products/{p.relative_to(products)}"
+            for p in products.rglob("*")
+            if p.is_file() and _SYNTHETIC not in p.name
+        )
+    elif products.exists():
+        foreign.append("products")
+    return foreign
+
+
 def claim_workdir(workdir: str | Path) -> Path:
     """The demo's work folder, created and marked as ours; refuse a folder with anything else in it.
 
@@ -139,9 +161,7 @@ def claim_workdir(workdir: str | Path) -> Path:
     if work.exists() and not work.is_dir():
         raise UsageError(f"{work}: --workdir is a file; choose a new or empty folder")
     if work.is_dir():
-        names = sorted(p.name for p in work.iterdir())
-        # An earlier demo's folder (older ones had no marker, only what a demo writes) is ours.
-        foreign = [n for n in names if n not in _DEMO_ENTRIES]
+        foreign = _not_the_demos(work)
         if foreign:
             shown = ", ".join(foreign[:5]) + (
                 f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""

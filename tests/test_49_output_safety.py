@@ -233,3 +233,14 @@ def test_demo_never_touches_a_users_folder(user_folder):
     r = run("demo", "--workdir", str(user_folder), "--images", "6", "--size", "16")
     assert r.returncode == 2 and "notes.txt" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert snapshot(user_folder) == before
+
+
+def test_demo_never_takes_a_users_products_folder_for_its_own(tmp_path):
+    """A folder holding only ``products/`` (the demo's name) with a user's own product in it."""
+    folder = tmp_path / "work"
+    (folder / "products").mkdir(parents=True)
+    (folder / "products" / "ICEYE_X2_GRDH_20210427.tif").write_bytes(b"II*\x00 a real product")
+    before = snapshot(folder)
+    r = run("demo", "--workdir", str(folder), "--images", "6", "--size", "16")
+    assert r.returncode == 2 and "ICEYE_X2_GRDH_20210427.tif" in r.stderr, r.stderr
+    assert snapshot(folder) == before

@@ -212,7 +212,7 @@ class StacApiServer:
         return self
 
     def stop(self) -> None:
-        """Stop uvicorn and PostgreSQL (``pg_ctl stop -m fast``) and remove the work dir."""
+        """Stop uvicorn and PostgreSQL (``pg_ctl stop -m fast``) and remove what start made."""
         if self._api is not None:
             _terminate(self._api)
             self._api = None
@@ -221,8 +221,13 @@ class StacApiServer:
         self.api_pid = None
         if self._pgdata.joinpath("postmaster.pid").exists():
             self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30", check=False)
-        if self.workdir.is_dir():
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        # Only what start() made: the database, socket and log folders and the state file; then the
+        # work dir itself if nothing else is in it.
+        for made in (self._pgdata, self._sockdir, self._logdir):
+            shutil.rmtree(made, ignore_errors=True)
+        (self.workdir / STATE_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.workdir.rmdir()
 
     @classmethod
     def from_state(cls, workdir: str | os.PathLike[str]) -> StacApiServer:
