@@ -22,11 +22,11 @@ from icecube_cloud.cluster import connect
 from icecube_cloud.config import CubeConfig, load_config, parse_config, search_params
 from icecube_cloud.errors import (
     BuildError,
-    ConfigError,
     EmptySelectionError,
     IcecubeError,
     UsageError,
 )
+from icecube_cloud.gridspec import slc_on_grid
 from icecube_cloud.hrefs import HrefPolicy
 from icecube_cloud.labels.cube import label_classes, labels_by_product
 from icecube_cloud.labels.items import MASK_ASSET
@@ -162,11 +162,7 @@ def _map_grid(cfg: CubeConfig, axis: TimeAxis[ParsedItem]) -> MapGrid:
     assert cfg.grid is not None
     used = [s.acquisition for s in axis.slices if s.acquisition is not None]
     if used[0].product_level == "SLC":
-        raise ConfigError(
-            "grid",
-            "an SLC cube cannot be put on a map grid (the phase must never be interpolated); "
-            'set "product_type": "GRD", or drop grid for an SLC cube in SAR geometry',
-        )
+        raise slc_on_grid()
     search_area: Mapping[str, Any] | None = cfg.intersects
     if cfg.bbox is not None:
         w, s, e, n = cfg.bbox

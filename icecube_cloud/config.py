@@ -19,7 +19,7 @@ from typing import Any
 
 from icecube_cloud.config_values import describe, parse_bbox, parse_number
 from icecube_cloud.errors import ConfigError, IgnoredConfigKeyWarning
-from icecube_cloud.gridspec import parse_grid
+from icecube_cloud.gridspec import parse_grid, slc_on_grid
 from icecube_cloud.model import (
     BLOSC_NAMES,
     BLOSC_SHUFFLES,
@@ -288,11 +288,7 @@ CONFIG_KEYS: tuple[str, ...] = tuple(_PARSERS)
 def _check_map_cube(values: Mapping[str, Any]) -> None:
     """What a map-geometry cube cannot hold: SLC products (their phase must not be interpolated)."""
     if values.get("product_type") == "SLC":
-        raise ConfigError(
-            "grid",
-            "an SLC cube cannot be put on a map grid (the phase must never be interpolated); "
-            'use "product_type": "GRD", or drop grid for an SLC cube in SAR geometry',
-        )
+        raise slc_on_grid()  # early; build.py checks the selection's own level too
 
 
 def parse_config(obj: Mapping[str, Any]) -> CubeConfig:

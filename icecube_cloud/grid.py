@@ -38,7 +38,7 @@ def grid_crs(spec: GridSpec, area: Geometry) -> CRS:
         raise ConfigError("grid.crs", f"not a coordinate reference system: {spec.crs!r}") from err
 
 
-def default_resolution(spacings_m: Sequence[float], crs: CRS, latitude: float) -> float:
+def default_resolution(spacings_m: Sequence[float], crs: CRS) -> float:
     """The products' ground pixel size in the grid's units.
 
     Each product's pixel is the coarser of its range and azimuth spacing (``spacings_m``, metres);
@@ -54,16 +54,15 @@ def default_resolution(spacings_m: Sequence[float], crs: CRS, latitude: float) -
 
 
 def _area(
-    spec: GridSpec, search_area: Mapping[str, Any] | None, footprints: Sequence[Mapping[str, Any]]
+    spec: GridSpec, search_area: Mapping[str, Any] | None, footprints: Geometry | None
 ) -> Geometry:
     if spec.bbox is not None:
         return box(*spec.bbox, crs="epsg:4326")
     if search_area is not None:
         return Geometry(dict(search_area), crs="epsg:4326")
-    union = unary_union(Geometry(dict(f), crs="epsg:4326") for f in footprints)
-    if union is None:
+    if footprints is None:
         raise SelectionError("the selected products have no footprint; set grid.bbox")
-    return union
+    return footprints
 
 
 def resolve_grid(
@@ -84,12 +83,11 @@ def resolve_grid(
         ConfigError: ``grid.crs`` is not a CRS, or the grid would be empty or absurdly large.
         SelectionError: Nothing tells the area or the resolution.
     """
-    area = _area(spec, search_area, footprints)
-    centre = unary_union(Geometry(dict(f), crs="epsg:4326") for f in footprints) or area
+    union = unary_union(Geometry(dict(f), crs="epsg:4326") for f in footprints)
+    area = _area(spec, search_area, union)
+    centre = union or area
     crs = grid_crs(spec, centre)
-    resolution = spec.resolution or default_resolution(
-        spacings_m, crs, centre.centroid.coords[0][1]
-    )
+    resolution = spec.resolution or default_resolution(spacings_m, crs)
     # Straight lon/lat edges curve on the grid: densify before projecting; no tolerance on coverage.
     projected = area.to_crs(crs, resolution=_DENSIFY_DEGREES)
     gbox = GeoBox.from_bbox(

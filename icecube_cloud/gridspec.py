@@ -15,6 +15,16 @@ from icecube_cloud.config_values import parse_bbox, parse_number
 from icecube_cloud.errors import ConfigError
 from icecube_cloud.model import GridSpec
 
+
+def slc_on_grid() -> ConfigError:
+    """The error of an SLC selection with a map grid: the phase must never be interpolated."""
+    return ConfigError(
+        "grid",
+        "an SLC cube cannot be put on a map grid (the phase must never be interpolated); "
+        'set "product_type": "GRD", or drop grid for an SLC cube in SAR geometry',
+    )
+
+
 _GRID_FIELDS = ("crs", "resolution", "bbox", "resampling")
 
 

@@ -210,9 +210,14 @@ class MapGrid:
 
     @property
     def geo_transform(self) -> tuple[float, float, float, float, float, float]:
-        """The GDAL geotransform ``(c, a, b, f, d, e)`` (CF ``GeoTransform``)."""
+        """The GDAL geotransform ``(c, a, b, f, d, e)``."""
         a, b, c, d, e, f = self.transform
         return (c, a, b, f, d, e)
+
+    @property
+    def geo_transform_text(self) -> str:
+        """The geotransform as CF's ``GeoTransform`` attribute spells it (six numbers, spaces)."""
+        return " ".join(repr(float(v)) for v in self.geo_transform)
 
     def x(self) -> list[float]:
         """Pixel-centre x coordinates."""

@@ -15,7 +15,6 @@ update is resumable like a build: rerun it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import warnings
@@ -132,6 +131,13 @@ def update_cube(
             lease.release()
 
 
+def _lost_images(url: str) -> SelectionError:
+    return SelectionError(
+        f"{url}: the catalog no longer has every image of the cube (or its config now selects "
+        "others); update only adds acquisitions: rebuild with --overwrite"
+    )
+
+
 def _our_cube_root(target: StorageTarget, url: str) -> dict[str, Any]:
     """The root document of the icecube-cloud cube at ``target``; raise if there is none.
 
@@ -148,7 +154,7 @@ def _our_cube_root(target: StorageTarget, url: str) -> dict[str, Any]:
             f"{public_url(url)}: holds an unfinished build, not a cube; rerun the build command "
             "to finish it"
         )
-    root: dict[str, Any] = json.loads(target.fs.cat_file(f"{target.path}/{ROOT_DOC}"))
+    root = state.root or {}
     if "icecube_cloud_config" not in root.get("attributes", {}):
         raise DataError(f"{public_url(url)}: not an icecube-cloud cube (no stored config)")
     return root
@@ -173,7 +179,9 @@ def _update_virtual(
     if state.kind is OutputKind.ABSENT:
         raise DataError(f"{public_url(url)}: no cube to update (build it first)")
     refuse_foreign(state, public_url(url))
-    attrs = json.loads(json.loads(target.fs.cat_file(target.path))["refs"][".zattrs"])
+    attrs = state.root or {}
+    if "icecube_cloud_config" not in attrs:
+        raise DataError(f"{public_url(url)}: not an icecube-cloud cube (no stored config)")
     cfg = parse_config(attrs["icecube_cloud_config"])
     catalog_url = stac_url or str(attrs.get("icecube_cloud_search", {}).get("catalog", ""))
     plan = search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
@@ -184,10 +192,7 @@ def _update_virtual(
         log.info("%s is up to date", public_url(url))
         return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
     if not set(old_ids) <= set(new_ids):
-        raise SelectionError(
-            f"{public_url(url)}: the catalog no longer has every image of the cube (or its config "
-            "now selects others); update only adds acquisitions: rebuild with --overwrite"
-        )
+        raise _lost_images(public_url(url))
     with connect(scheduler, workers) as client:
         result = execute_references(
             plan, url, client=client, storage_options=so, overwrite=True, progress=progress
@@ -241,9 +246,7 @@ def _check_same_grid(old: xr.Dataset, plan: CubePlan, url: str) -> None:
     stored = old["spatial_ref"].attrs.get("GeoTransform") if "spatial_ref" in old.coords else None
     if plan.grid is None and stored is None:
         return
-    wanted = (
-        None if plan.grid is None else " ".join(repr(float(v)) for v in plan.grid.geo_transform)
-    )
+    wanted = None if plan.grid is None else plan.grid.geo_transform_text
     if stored != wanted or tuple(old[plan.variable].dims[1:]) != plan.dims:
         raise DataError(
             f"{url}: the cube's grid ({stored or 'SAR geometry'}) differs from the one the catalog "
@@ -287,10 +290,7 @@ def _update(
         log.info("%s is up to date", url)
         return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
     if len(new_keys) < len(old_keys) or any(k not in set(new_keys) for k in old_keys if k[1]):
-        raise SelectionError(
-            f"{url}: the catalog no longer has every image of the cube (or its config now selects "
-            "others); update only adds acquisitions: rebuild with --overwrite"
-        )
+        raise _lost_images(url)
     changed = tuple(t for t, key in enumerate(new_keys) if t >= len(old_keys) or old_keys[t] != key)
     old_ids = {k[1] for k in old_keys}
     added = tuple(k[1] for k in new_keys if k[1] and k[1] not in old_ids)

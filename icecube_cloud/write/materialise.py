@@ -81,8 +81,8 @@ def execute(
         raise UsageError(f"{public_url(out)} already exists; pass --overwrite to replace it")
     lease = acquire_lease(target)
     try:
-        return _execute(plan, target, client, storage_options, overwrite, progress, readers)
-    finally:
+        result = _execute(plan, target, client, storage_options, overwrite, progress, readers)
+    except BaseException:
         lease.release()
         after = inspect_output(target)
         if after.kind is OutputKind.UNFINISHED and after.pending is None:
@@ -90,6 +90,9 @@ def execute(
             remove_ours(target, after, keep_lease=False)
             if found.kind is not OutputKind.EMPTY and is_empty(target):
                 target.remove()  # a folder this build (or the cube it replaced) made
+        raise
+    lease.release()
+    return result
 
 
 def _execute(

@@ -65,6 +65,9 @@ class OutputState:
     """Why the location is foreign, in a user's words."""
     pending: dict[str, Any] | None = None
     """The pending record of an unfinished build or update, if any."""
+    root: dict[str, Any] | None = None
+    """A cube's published root: the group document ``zarr.json``, or a reference file's root
+    attributes (read once here, so that callers need not read them again)."""
 
     @property
     def is_ours(self) -> bool:
@@ -159,7 +162,7 @@ def inspect_output(target: StorageTarget) -> OutputState:
     if extra:
         return _foreign("holds files that are not part of its icecube-cloud cube", extra)
     kind = OutputKind.CUBE if root is not None else OutputKind.UNFINISHED
-    return OutputState(kind, ours=tuple(names), pending=pending)
+    return OutputState(kind, ours=tuple(names), pending=pending, root=root)
 
 
 def inspect_reference_output(target: StorageTarget) -> OutputState:
@@ -178,7 +181,7 @@ def inspect_reference_output(target: StorageTarget) -> OutputState:
         attrs = None
     if not isinstance(attrs, dict) or VERSION_ATTR not in attrs:
         return _foreign("is a file that icecube-cloud did not write", [])
-    return OutputState(OutputKind.CUBE, ours=(posixpath.basename(target.path),))
+    return OutputState(OutputKind.CUBE, ours=(posixpath.basename(target.path),), root=attrs)
 
 
 def is_empty(target: StorageTarget) -> bool:

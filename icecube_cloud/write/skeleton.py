@@ -143,7 +143,7 @@ def _georeference(ds: xr.Dataset, plan: CubePlan) -> None:
         {
             "crs_wkt": grid.crs_wkt,
             "spatial_ref": grid.crs_wkt,
-            "GeoTransform": " ".join(repr(float(v)) for v in grid.geo_transform),
+            "GeoTransform": grid.geo_transform_text,
             "comment": f"{grid.crs}; pixels warped with {grid.resampling} resampling",
         },
     )
