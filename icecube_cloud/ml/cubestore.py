@@ -1,0 +1,154 @@
+"""A cube's arrays read straight from its Zarr store: no xarray, no dask, one handle per process.
+
+Training reads many small windows from many processes. Going through xarray and dask per patch costs
+a graph per item, and dask's thread pool does not survive ``fork`` (a ``DataLoader`` worker forked
+after the parent computed anything with dask can hang). This module opens the Zarr group with zarr
+itself, lazily in each process (a handle inherited through ``fork`` is dropped and reopened; zarr and
+fsspec reset their event loops after a fork), and reads windows with one ``Array.__getitem__`` each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+
+from icecube_cloud.errors import DataError, UsageError
+from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
+from icecube_cloud.write.journal import STATUS_ATTR
+
+
+@dataclass(frozen=True)
+class CubeLayout:
+    """What a sampler needs to know about a cube, read once (small coordinate arrays only)."""
+
+    url: str
+    """The cube's location (public: no credentials)."""
+    variable: str
+    """The pixel variable: ``amplitude`` (GRD) or ``slc`` (SLC)."""
+    dims: tuple[str, str, str]
+    """``(time, azimuth, range)`` or ``(time, y, x)``."""
+    shape: tuple[int, int, int]
+    """(time, rows, cols)."""
+    chunks: tuple[int, int, int]
+    """Chunk (or shard inner-chunk) shape of the pixel variable."""
+    valid: npt.NDArray[np.bool_]
+    """Per time: an image (True) or a gap slice (False)."""
+    calibration_factor: npt.NDArray[np.float64]
+    """Per time (NaN in gaps)."""
+    incidence_angle: npt.NDArray[np.float64]
+    """Per time, degrees (NaN in gaps)."""
+    labels: str | None
+    """Name of the per-pixel label variable, when the cube has one."""
+    attrs: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The cube's root attributes."""
+
+    @property
+    def is_complex(self) -> bool:
+        """Whether the pixels are SLC complex values."""
+        return self.variable == "slc"
+
+
+def _read_chunks(array: zarr.Array[Any]) -> tuple[int, int, int]:
+    chunks = array.chunks
+    return (int(chunks[0]), int(chunks[1]), int(chunks[2]))
+
+
+def _open_group(target: StorageTarget) -> zarr.Group:
+    try:
+        return zarr.open_group(target.zarr_store(read_only=True), mode="r", zarr_format=3)
+    except Exception as err:  # zarr raises FileNotFoundError, GroupNotFoundError, ...
+        raise DataError(
+            f"{public_url(target.url)}: not a cube ({type(err).__name__}: {err})"
+        ) from err
+
+
+def read_layout(url: str, storage_options: Mapping[str, Any] | None = None) -> CubeLayout:
+    """Open a cube's group once and read its layout and per-time coordinates.
+
+    Raises:
+        DataError: Nothing complete at ``url``.
+        UsageError: A virtual (kerchunk) cube, or a group that is not a cube of products.
+    """
+    if url.rstrip("/").endswith(".json"):
+        raise UsageError(
+            f"{public_url(url)}: training reads Zarr cubes; build the cube with --format zarr "
+            "(a virtual cube re-reads and re-decodes its products for every patch)"
+        )
+    group = _open_group(StorageTarget.from_url(url, storage_options))
+    attrs = dict(group.attrs)
+    if attrs.get(STATUS_ATTR) != "complete":
+        raise DataError(f"{public_url(url)}: the cube is incomplete (its build did not finish)")
+    names = set(group.array_keys())
+    variable = next((v for v in ("amplitude", "slc") if v in names), None)
+    if variable is None:
+        raise UsageError(f"{public_url(url)}: no `amplitude` or `slc` variable: not a cube")
+    pixels = group[variable]
+    assert isinstance(pixels, zarr.Array)
+    dims = tuple(pixels.metadata.dimension_names or ())  # type: ignore[union-attr]
+    if len(dims) != 3:
+        raise UsageError(f"{public_url(url)}: `{variable}` has dims {dims}, expected three")
+    t = pixels.shape[0]
+
+    def per_time(name: str, dtype: Any, fill: Any) -> npt.NDArray[Any]:
+        if name not in names:
+            return np.full(t, fill, dtype=dtype)
+        return np.asarray(group[name][...], dtype=dtype)  # type: ignore[index]
+
+    return CubeLayout(
+        url=public_url(url),
+        variable=variable,
+        dims=(str(dims[0]), str(dims[1]), str(dims[2])),
+        shape=(int(pixels.shape[0]), int(pixels.shape[1]), int(pixels.shape[2])),
+        chunks=_read_chunks(pixels),
+        valid=per_time("valid", bool, True),
+        calibration_factor=per_time("calibration_factor", np.float64, np.nan),
+        incidence_angle=per_time("incidence_angle", np.float64, np.nan),
+        labels="labels" if "labels" in names else None,
+        attrs=attrs,
+    )
+
+
+class CubeReader:
+    """Windows of a cube's pixel and label arrays, opened lazily once per process.
+
+    Picklable: only the URL and storage options travel (e.g. to ``spawn``ed workers); each process
+    opens the store itself.
+    """
+
+    def __init__(
+        self, url: str, variable: str, labels: str | None, storage_options: Mapping[str, Any]
+    ) -> None:
+        self.url = url
+        self.variable = variable
+        self.labels = labels
+        self.storage_options = StorageOptions.of(storage_options)
+        self._pid: int | None = None
+        self._arrays: dict[str, zarr.Array[Any]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pid"], state["_arrays"] = None, {}
+        return state
+
+    def _array(self, name: str) -> zarr.Array[Any]:
+        if self._pid != os.getpid():  # first use in this process (or inherited through fork)
+            group = _open_group(StorageTarget.from_url(self.url, self.storage_options))
+            self._arrays = {n: group[n] for n in {self.variable, self.labels} if n}  # type: ignore[misc]
+            self._pid = os.getpid()
+        return self._arrays[name]
+
+    def pixels(self, times: slice, rows: slice, cols: slice) -> npt.NDArray[Any]:
+        """``(time, rows, cols)`` of the pixel variable."""
+        return np.asarray(self._array(self.variable)[times, rows, cols])
+
+    def label(self, t: int, rows: slice, cols: slice) -> npt.NDArray[Any]:
+        """``(rows, cols)`` of the label variable at time index ``t``."""
+        if self.labels is None:
+            raise UsageError(f"{self.url}: the cube has no `labels` variable")
+        return np.asarray(self._array(self.labels)[t, rows, cols])
