@@ -69,7 +69,9 @@ class SceneObject:
         )
 
 
-def _water(rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets) -> list[SceneObject]:
+def _water(
+    rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets
+) -> list[SceneObject]:
     n_az, n_rg = shape
     out = []
     for _ in range(cfg.water):
@@ -97,13 +99,15 @@ def _water(rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets) 
     return out
 
 
-def _boxes(rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets) -> list[SceneObject]:
+def _boxes(
+    rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets
+) -> list[SceneObject]:
     n_az, n_rg = shape
     change_at = rng.uniform(0.25, 0.75, cfg.boxes)
     out = []
     for k in range(cfg.boxes):
-        h, w = (max(2, min(int(round(s)), n)) for s, n in
-                zip(rng.uniform(0.01, 0.04, 2) * min(shape), shape, strict=True))  # fmt: skip
+        sides = np.rint(rng.uniform(0.01, 0.04, 2) * min(shape)).astype(int)
+        h, w = (min(max(2, int(s)), n) for s, n in zip(sides, shape, strict=True))
         az0 = int(rng.integers(0, n_az - h + 1))
         rg0 = int(rng.integers(0, n_rg - w + 1))
         level = float(rng.uniform(*cfg.target_db))
@@ -117,7 +121,9 @@ def _boxes(rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets) 
     return out
 
 
-def _points(rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets) -> list[SceneObject]:
+def _points(
+    rng: np.random.Generator, shape: tuple[int, int], cfg: SceneTargets
+) -> list[SceneObject]:
     az = rng.integers(0, shape[0], cfg.points)
     rg = rng.integers(0, shape[1], cfg.points)
     levels = rng.uniform(*cfg.target_db, cfg.points)
