@@ -12,7 +12,8 @@ The labels are written in every form ``icecube-cloud catalog labels`` ingests, e
   ground geometry (:func:`icecube_cloud.synthetic.spec.geo`), one file per product (objects change
   over time, and a coregistered stack's footprints all overlap): ingest each with ``--product``.
   Exact up to the round trip through lon/lat (~1e-9 pixel): only a pixel whose centre lies on a
-  water polygon's edge could flip.
+  water polygon's edge could flip. Legacy SLC products are located by their RPC, which the generator
+  writes edge-based while GDAL reads it centre-based: there GeoJSON labels land half a pixel off.
 
 Ingest one of the three per catalog: their class codes differ when mixed (mask values are kept as
 codes, vector classes take the free codes).
