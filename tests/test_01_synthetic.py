@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -16,11 +19,17 @@ from helpers import assert_clean_metadata, assert_same_as_hdf5
 
 from icecube_cloud.products import ProductFormat, ProductMetadata, find_products, read_product
 from icecube_cloud.synthetic import (
+    CLASSES,
     Flavour,
+    SceneTargets,
     SyntheticSpec,
     expected_pixels,
     make_stack,
+    make_training_stack,
+    present_objects,
+    scene_objects,
     to_shadows_down,
+    truth_mask,
     write_cog,
     write_legacy_grd,
     write_legacy_slc,
@@ -189,3 +198,154 @@ def test_make_stack_explicit_angles(tmp_path: Path) -> None:
     assert [s.incidence_angle for s in specs] == [30.5, 29.5, 28.5]
     with pytest.raises(ValueError, match="incidence_angles"):
         make_stack(tmp_path, n=2, incidence_angles=[1.0])
+
+
+# --- scenes worth learning: water bodies and bright targets (issue 15) ------------------------------
+
+# sha256 prefixes of main's pixels before scenes had targets: a default spec's pixels never change.
+MAIN_PIXELS = {
+    ("GRD", "int16", False): "d95cad53f905c667",
+    ("SLC", "int16", False): "6b15af3ffeb4f9a7",
+    ("SLC", "int16", True): "77e4cc8e0f9f2bca",
+    ("SLC", "float32", False): "85abe14a7157a1ec",
+}
+
+
+def test_scenes_without_targets_are_unchanged() -> None:
+    spec = SyntheticSpec(product_id="HASH", seed=3, scene_seed=4, shape=(40, 56))
+    assert spec.targets is None
+    for (level, iq, cog), digest in MAIN_PIXELS.items():
+        pixels = expected_pixels(spec, level, cog=cog, iq_dtype=iq)  # type: ignore[arg-type]
+        assert hashlib.sha256(pixels.tobytes()).hexdigest()[:16] == digest, (level, iq, cog)
+
+
+def _target_spec(**kw: Any) -> SyntheticSpec:
+    return SyntheticSpec(product_id="T", seed=21, scene_seed=8, shape=(512, 640),
+                         targets=SceneTargets(), **kw)  # fmt: skip
+
+
+def test_targets_deterministic_shared_by_scene_seed_speckle_per_image() -> None:
+    a, b = _target_spec(), replace(_target_spec(), seed=22)
+    assert np.array_equal(expected_pixels(a, "GRD"), expected_pixels(a, "GRD"))
+    assert not np.array_equal(expected_pixels(a, "GRD"), expected_pixels(b, "GRD"))
+    assert scene_objects(a) == scene_objects(b)  # same geometry and levels
+    assert np.array_equal(truth_mask(a), truth_mask(b))
+    other = replace(a, scene_seed=9)
+    assert not np.array_equal(truth_mask(a), truth_mask(other))
+    mask = truth_mask(a)
+    assert mask.dtype == np.uint8 and mask.shape == a.shape
+    assert set(np.unique(mask)) == {0, CLASSES["water"], CLASSES["target"]}
+    kinds = [o.kind for o in scene_objects(a)]
+    assert kinds == ["polygon"] * 3 + ["bbox"] * 4 + ["point"] * 6
+    # the counts decide only their own category
+    fewer = replace(a, targets=SceneTargets(points=2))
+    assert scene_objects(fewer)[:7] == scene_objects(a)[:7]
+
+
+def _power_db(amplitude: np.ndarray, mask: np.ndarray, code: int) -> float:
+    return float(10 * np.log10(np.mean(amplitude.astype(np.float64)[mask == code] ** 2)))
+
+
+@pytest.mark.parametrize("product", ["grd", "slc-iq", "slc-cog"])
+def test_classes_separable_without_clipping(product: str) -> None:
+    spec = _target_spec()
+    mask = truth_mask(spec)
+    if product == "grd":
+        amplitude = expected_pixels(spec, "GRD")
+        assert amplitude.max() < 65535  # no clipping of the brightest targets
+    elif product == "slc-iq":
+        iq = expected_pixels(spec, "SLC").astype(np.float64)
+        assert np.abs(iq).max() < 32767
+        amplitude = np.hypot(iq[0], iq[1])
+    else:
+        amplitude = expected_pixels(spec, "SLC", cog=True)[0]
+    land = _power_db(amplitude, mask, 0)
+    water = _power_db(amplitude, mask, CLASSES["water"])
+    target = _power_db(amplitude, mask, CLASSES["target"])
+    assert water < land - 12 and target > land + 8, (water, land, target)
+    assert land == pytest.approx(20 * np.log10(300.0 * np.sqrt(4 / np.pi)), abs=1.5)
+
+
+def test_targets_change_over_the_period() -> None:
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    cfg = SceneTargets(changes=2, period=(start, start + timedelta(days=10)))
+    specs = [
+        SyntheticSpec(product_id=f"C{d}", seed=d, scene_seed=3, shape=(256, 256), targets=cfg,
+                      acquisition_start=start + timedelta(days=d),
+                      acquisition_end=start + timedelta(days=d, seconds=5))
+        for d in (0, 9)
+    ]  # fmt: skip
+    appearing, leaving = scene_objects(specs[0])[3:5]  # the first two boxes change
+    assert appearing.appears is not None and appearing.disappears is None
+    assert leaving.disappears is not None and leaving.appears is None
+    assert all(start + timedelta(days=2.5) <= t <= start + timedelta(days=7.5)
+               for t in (appearing.appears, leaving.disappears))  # fmt: skip
+    assert appearing not in present_objects(specs[0]) and appearing in present_objects(specs[1])
+    assert leaving in present_objects(specs[0]) and leaving not in present_objects(specs[1])
+    before, after = truth_mask(specs[0]), truth_mask(specs[1])
+    changed = before != after
+    boxes = np.zeros(changed.shape, bool)
+    for box in (appearing, leaving):
+        x0, y0, x1, y1 = (int(v) for v in box.geometry.bounds)
+        boxes[y0:y1, x0:x1] = True
+    assert changed.any() and not (changed & ~boxes).any()  # nothing else changes
+    grd = expected_pixels(specs[1], "GRD").astype(np.float64)
+    x0, y0, x1, y1 = (int(v) for v in appearing.geometry.bounds)
+    drawn = after[y0:y1, x0:x1] == CLASSES["target"]
+    assert drawn.any() and np.mean(grd[y0:y1, x0:x1][drawn] ** 2) > 10 * np.mean(
+        grd[after == 0] ** 2
+    )
+
+
+@pytest.mark.parametrize("shape", [(1, 300), (3, 2), (8, 8), (70, 33)])
+def test_targets_fit_any_shape(shape: tuple[int, int]) -> None:
+    spec = SyntheticSpec(product_id="S", shape=shape, targets=SceneTargets())
+    assert expected_pixels(spec, "GRD").shape == shape
+    assert expected_pixels(spec, "SLC", cog=True).shape == (2, *shape)
+    mask = truth_mask(spec)
+    assert mask.shape == shape and (mask == CLASSES["target"]).any()
+    for obj in scene_objects(spec):
+        x0, y0, x1, y1 = obj.geometry.bounds
+        assert x0 >= 0 and x1 <= shape[1] and y0 >= 0 and y1 <= shape[0]
+
+
+def test_large_scene_is_vectorised() -> None:
+    spec = SyntheticSpec(product_id="BIG", shape=(4096, 4096), targets=SceneTargets())
+    began = time.perf_counter()
+    pixels = expected_pixels(spec, "GRD")
+    mask = truth_mask(spec)
+    elapsed = time.perf_counter() - began
+    assert elapsed < 15, f"4096x4096 scene with targets took {elapsed:.1f} s"
+    assert pixels.shape == mask.shape == (4096, 4096)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_training_stack_files(tmp_path: Path) -> None:
+    stack = make_training_stack(tmp_path / "ts", n=3, shape=(96, 80), flavour="grd-cog", seed=4)
+    assert [p.parent for p in stack.products] == [stack.products_folder] * 3
+    assert {m.product_id for m in map(read_product, find_products(stack.products_folder))} == {
+        s.product_id for s in stack.specs
+    }
+    assert all(s.targets == stack.specs[0].targets for s in stack.specs)
+    assert stack.specs[0].targets is not None and stack.specs[0].targets.period is not None
+    for k, (spec, mask_png) in enumerate(zip(stack.specs, stack.masks, strict=True)):
+        with rasterio.open(mask_png) as src:
+            assert np.array_equal(src.read(1), stack.truth(k))
+        assert np.array_equal(stack.truth()[k], truth_mask(spec))
+    entries = json.loads(stack.masks_json.read_text())
+    assert [e["product_file"] for e in entries] == [p.name for p in stack.products]
+    assert [(tmp_path / "ts" / "labels" / e["labels"]["segmentation"]) for e in entries] == list(
+        stack.masks
+    )
+    objects = json.loads(stack.objects_json.read_text())
+    assert [len(e["labels"]["objects"]) for e in objects] == [
+        len(present_objects(s)) for s in stack.specs
+    ]
+    geo0 = json.loads(stack.geojson[0][0].read_text())
+    assert [f["properties"]["class"] for f in geo0["features"]] == [
+        o.label_class for o in present_objects(stack.specs[0])
+    ]
+    lons = [c[0] for f in geo0["features"] if f["geometry"]["type"] == "Point"
+            for c in [f["geometry"]["coordinates"]]]  # fmt: skip
+    assert all(abs(lon - stack.specs[0].center_lon) < 0.01 for lon in lons)
+    assert stack.label_sources("geojson")[1] == (stack.geojson[1][0], (stack.specs[1].product_id,))

@@ -31,7 +31,15 @@ from icecube_cloud.labels import (
 from icecube_cloud.products import read_product
 from icecube_cloud.stac.catalogs import open_catalog
 from icecube_cloud.stac.validate import validate_stac
-from icecube_cloud.synthetic import SyntheticSpec, write_cog, write_legacy_grd
+from icecube_cloud.synthetic import (
+    CLASSES,
+    Flavour,
+    SyntheticSpec,
+    make_training_stack,
+    present_objects,
+    write_cog,
+    write_legacy_grd,
+)
 from icecube_cloud.synthetic.spec import geo
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -335,3 +343,42 @@ def test_geojson_unknown_geometry_and_missing_product(tmp_path: Path, samples: P
         ingest_labels(str(tmp_path / "b.geojson"), cat)
     with pytest.raises(UnknownProductError, match="'missing' is not in the catalog"):
         ingest_labels(str(tmp_path / "b.geojson"), cat, products=["missing"])
+
+
+# --- the generator's training stacks: written labels rasterise back to the truth --------------------
+
+
+def _centres_on_water_edges(spec: SyntheticSpec, tol: float = 1e-6) -> np.ndarray:
+    """Pixels whose centre lies within ``tol`` of a water polygon's edge (their side is a tie)."""
+    out = np.zeros(spec.shape, bool)
+    az, rg = np.mgrid[0 : spec.shape[0], 0 : spec.shape[1]]
+    centres = shapely.points(rg.ravel() + 0.5, az.ravel() + 0.5)
+    for obj in present_objects(spec):
+        if obj.kind == "polygon":
+            near = shapely.distance(obj.geometry.boundary, centres) < tol
+            out |= near.reshape(spec.shape)
+    return out
+
+
+@pytest.mark.parametrize("flavour", ["legacy-grd", "grd-cog"])
+def test_training_stack_labels_rasterise_to_the_truth(tmp_path: Path, flavour: Flavour) -> None:
+    """icecube objects JSON and masks: exact; lon/lat GeoJSON: exact but for ties on water edges."""
+    stack = make_training_stack(tmp_path / "ts", n=3, shape=(120, 100), flavour=flavour, seed=6)
+    assert any(o.kind == "polygon" for o in present_objects(stack.specs[0]))
+    for kind in ("objects", "masks", "geojson"):
+        cat = str(tmp_path / f"cat-{kind}")
+        ingest([str(stack.products_folder)], cat)
+        for path, products in stack.label_sources(kind):  # type: ignore[arg-type]
+            ingest_labels(str(path), cat, products=products)
+        by_product = _label_items(cat)
+        classes = label_classes([it for items in by_product.values() for it in items])
+        codes = {"objects": CLASSES, "geojson": CLASSES,
+                 "masks": {f"class_{v}": v for v in CLASSES.values()}}[kind]  # fmt: skip
+        assert classes == dict(sorted(codes.items(), key=lambda kv: kv[1]))  # truth's coding
+        for k, spec in enumerate(stack.specs):
+            got = label_mask(by_product[spec.product_id], spec.shape, classes)
+            differ = got != stack.truth(k)
+            if kind != "geojson":
+                assert not differ.any(), (kind, spec.product_id)
+            else:  # ~1e-9 px through lon/lat: only a centre exactly on an edge may change sides
+                assert not (differ & ~_centres_on_water_edges(spec)).any(), spec.product_id

@@ -158,3 +158,27 @@ def test_a_moved_catalog_builds_the_same_labelled_cube(tmp_path, samples, dask_s
     for name in ("amplitude", "labels", "label_geometry", "label_class", "product_id"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
     assert a["labels"].attrs["flag_meanings"] == b["labels"].attrs["flag_meanings"]
+
+
+def test_training_stack_geojson_labels_are_the_cube_truth(tmp_path, dask_scheduler):
+    """Generated scene + per-product lon/lat GeoJSON -> ingest -> build: y equals the truth masks."""
+    from icecube_cloud.synthetic import CLASSES, make_training_stack
+
+    stack = make_training_stack(tmp_path / "ts", n=4, shape=(96, 128), flavour="grd-cog", seed=3)
+    cat = str(tmp_path / "cat")
+    ingest([str(stack.products_folder)], cat)
+    for path, products in stack.label_sources("geojson"):
+        ingest_labels(str(path), cat, products=products)
+    build_cube(cat, {"labels": True}, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler)
+    ds = xr.open_zarr(tmp_path / "cube.zarr")
+    attrs = ds["labels"].attrs
+    assert dict(zip(attrs["flag_meanings"].split(), attrs["flag_values"], strict=True)) == CLASSES
+    assert [str(p) for p in ds["product_id"].values] == [s.product_id for s in stack.specs]
+    truth = stack.truth()
+    # No pixel centre of this stack lies on a water edge (test_47 checks that rule), so: exact.
+    np.testing.assert_array_equal(ds["labels"].values, truth)
+    assert (truth[0] != truth[-1]).any()  # a target appeared or left: the series has a change
+    amplitude = ds["amplitude"].values.astype(np.float64) ** 2
+    water, target = (amplitude[truth == CLASSES[c]].mean() for c in ("water", "target"))
+    land = amplitude[truth == 0].mean()
+    assert water < land / 10 < land < target / 10

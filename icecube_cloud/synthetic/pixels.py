@@ -7,12 +7,17 @@ from typing import Literal
 import numpy as np
 
 from icecube_cloud.synthetic.spec import SyntheticSpec
+from icecube_cloud.synthetic.targets import paint_targets
 
 IQDtype = Literal["int16", "float32"]
 
 
 def scene(spec: SyntheticSpec) -> np.ndarray:
-    """Smooth backscatter (mean amplitude) over (azimuth, range), float32; shared by a stack."""
+    """Smooth backscatter (Rayleigh scale) over (azimuth, range), float32; shared by a stack.
+
+    With ``spec.targets``, water bodies and bright targets replace it where they are
+    (:func:`icecube_cloud.synthetic.targets.paint_targets`).
+    """
     rng = np.random.default_rng([spec.scene_seed, 7919])
     n_az, n_rg = spec.shape
     az = np.linspace(0.0, 1.0, n_az, dtype=np.float32)
@@ -25,6 +30,8 @@ def scene(spec: SyntheticSpec) -> np.ndarray:
         wave_rg = np.sin(2 * np.pi * f_rg * rg + p_rg).astype(np.float32)
         out += np.float32(0.25) * np.outer(wave_az, wave_rg)
     out *= np.float32(spec.amplitude_scale / np.sqrt(np.pi / 2))  # mean of Rayleigh(sigma)
+    if spec.targets is not None:
+        paint_targets(spec, out)
     return out
 
 

@@ -13,6 +13,33 @@ _M_PER_DEG = 111_320.0
 
 
 @dataclass(frozen=True, kw_only=True)
+class SceneTargets:
+    """Objects painted into a synthetic scene: dark water bodies and bright targets.
+
+    Their geometry is drawn from the product's ``scene_seed`` and ``shape`` (so a stack shares it)
+    in the physical (azimuth, range) pixel space; see :mod:`icecube_cloud.synthetic.targets`.
+    Levels are relative to the scene's mean backscatter (power, dB); each object draws its own
+    level from the range. Speckle stays per image.
+    """
+
+    water: int = 3
+    """Number of water bodies (irregular smooth polygons)."""
+    boxes: int = 4
+    """Number of bright box targets (rectangles of a few pixels to a few percent of the image)."""
+    points: int = 6
+    """Number of bright point targets (one pixel each)."""
+    water_db: tuple[float, float] = (-20.0, -15.0)
+    """Range of water levels, dB relative to the mean land backscatter."""
+    target_db: tuple[float, float] = (10.0, 20.0)
+    """Range of target levels, dB relative to the mean land backscatter."""
+    changes: int = 2
+    """Number of box targets that change during ``period`` (alternately appear and disappear)."""
+    period: tuple[datetime, datetime] | None = None
+    """The stack's time span; a change happens at a seeded time in its middle half. ``None``:
+    nothing changes."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SyntheticSpec:
     """Everything that decides one synthetic product: metadata values and pixels (via ``seed``)."""
 
@@ -68,6 +95,8 @@ class SyntheticSpec:
     """Processor name and version as ICEYE writes it."""
     amplitude_scale: float = 300.0
     """Mean amplitude (digital number) of the scene."""
+    targets: SceneTargets | None = None
+    """Water bodies and bright targets in the scene (``None``: the smooth scene alone)."""
 
     @property
     def incidence_near(self) -> float:

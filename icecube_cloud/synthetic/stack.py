@@ -41,6 +41,54 @@ def write_product(
     return write_cog(out, spec, level)[0]
 
 
+def stack_specs(
+    *,
+    n: int = 6,
+    shape: tuple[int, int] = (512, 512),
+    start: datetime = DEFAULT_START,
+    days: int = 12,
+    flavour: Flavour = "legacy-grd",
+    seed: int = 0,
+    incidence_angles: Sequence[float] | None = None,
+    jitter_m: float = 0.0,
+    shapes: Sequence[tuple[int, int]] | None = None,
+    **overrides: Any,
+) -> list[SyntheticSpec]:
+    """The specs :func:`make_stack` writes (same arguments, nothing written), in time order."""
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    rng = np.random.default_rng([seed, 31337])
+    if incidence_angles is None:
+        angles = [round(float(a), 3) for a in rng.uniform(25.0, 35.0, n)]
+    elif len(incidence_angles) != n:
+        raise ValueError(f"incidence_angles has {len(incidence_angles)} values, n is {n}")
+    else:
+        angles = [float(a) for a in incidence_angles]
+    if shapes is not None and len(shapes) != n:
+        raise ValueError(f"shapes has {len(shapes)} values, n is {n}")
+    shifts = rng.uniform(-jitter_m, jitter_m, (n, 2)) if jitter_m else np.zeros((n, 2))
+    day_offsets = np.linspace(0, max(days - 1, 0), n).round().astype(int) if n > 1 else [0]
+    tag = {"legacy-grd": "GRD", "legacy-slc": "SLC", "grd-cog": "GRDC", "slc-cog": "SLCC"}[flavour]
+    specs = []
+    for k in range(n):
+        begin = start + timedelta(days=int(day_offsets[k]), seconds=float(rng.uniform(0, 60)))
+        spec = SyntheticSpec(
+            product_id=f"ICEYE_{tag}_SYNTH_{begin:%Y%m%dT%H%M%S}_{seed}_{k}",
+            seed=seed * 1000 + k + 1,
+            scene_seed=seed,
+            shape=shape if shapes is None else (int(shapes[k][0]), int(shapes[k][1])),
+            center_lon=SyntheticSpec.center_lon + shifts[k, 0] / _M_PER_DEG / _COS_LAT,
+            center_lat=SyntheticSpec.center_lat + shifts[k, 1] / _M_PER_DEG,
+            acquisition_start=begin,
+            acquisition_end=begin + timedelta(seconds=5.096059),
+            incidence_angle=angles[k],
+            orbit_state="ascending" if k % 2 == 0 else "descending",
+            absolute_orbit=9915 + 15 * int(day_offsets[k]),
+        )
+        specs.append(replace(spec, **overrides))
+    return specs
+
+
 def make_stack(
     folder: str | os.PathLike[str],
     *,
@@ -77,39 +125,13 @@ def make_stack(
         iq_dtype: I/Q dtype of legacy SLC products.
         jitter_m: Shift each product's scene centre by up to this many metres east and north.
         shapes: Explicit (azimuth, range) shape per product (instead of ``shape``).
-        **overrides: Further :class:`SyntheticSpec` fields applied to every product.
+        **overrides: Further :class:`SyntheticSpec` fields applied to every product (e.g.
+            ``targets=SceneTargets()`` for water bodies and targets).
     """
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    rng = np.random.default_rng([seed, 31337])
-    if incidence_angles is None:
-        angles = [round(float(a), 3) for a in rng.uniform(25.0, 35.0, n)]
-    elif len(incidence_angles) != n:
-        raise ValueError(f"incidence_angles has {len(incidence_angles)} values, n is {n}")
-    else:
-        angles = [float(a) for a in incidence_angles]
-    if shapes is not None and len(shapes) != n:
-        raise ValueError(f"shapes has {len(shapes)} values, n is {n}")
-    shifts = rng.uniform(-jitter_m, jitter_m, (n, 2)) if jitter_m else np.zeros((n, 2))
-    day_offsets = np.linspace(0, max(days - 1, 0), n).round().astype(int) if n > 1 else [0]
-    tag = {"legacy-grd": "GRD", "legacy-slc": "SLC", "grd-cog": "GRDC", "slc-cog": "SLCC"}[flavour]
-    specs = []
-    for k in range(n):
-        begin = start + timedelta(days=int(day_offsets[k]), seconds=float(rng.uniform(0, 60)))
-        spec = SyntheticSpec(
-            product_id=f"ICEYE_{tag}_SYNTH_{begin:%Y%m%dT%H%M%S}_{seed}_{k}",
-            seed=seed * 1000 + k + 1,
-            scene_seed=seed,
-            shape=shape if shapes is None else (int(shapes[k][0]), int(shapes[k][1])),
-            center_lon=SyntheticSpec.center_lon + shifts[k, 0] / _M_PER_DEG / _COS_LAT,
-            center_lat=SyntheticSpec.center_lat + shifts[k, 1] / _M_PER_DEG,
-            acquisition_start=begin,
-            acquisition_end=begin + timedelta(seconds=5.096059),
-            incidence_angle=angles[k],
-            orbit_state="ascending" if k % 2 == 0 else "descending",
-            absolute_orbit=9915 + 15 * int(day_offsets[k]),
-        )
-        spec = replace(spec, **overrides)
+    specs = stack_specs(
+        n=n, shape=shape, start=start, days=days, flavour=flavour, seed=seed,
+        incidence_angles=incidence_angles, jitter_m=jitter_m, shapes=shapes, **overrides,
+    )  # fmt: skip
+    for spec in specs:
         write_product(folder, spec, flavour, iq_dtype=iq_dtype)
-        specs.append(spec)
     return specs
