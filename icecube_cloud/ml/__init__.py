@@ -13,8 +13,9 @@ from icecube_cloud.ml.regions import Region, split_regions
 
 if TYPE_CHECKING:
     from icecube_cloud.ml.dataset import PatchDataset
+    from icecube_cloud.ml.predict import predict_cube
 
-__all__ = ["PatchDataset", "Region", "calibrate", "split_regions"]
+__all__ = ["PatchDataset", "Region", "calibrate", "predict_cube", "split_regions"]
 
 _NEED_TORCH = {
     "PatchDataset": "icecube_cloud.ml.dataset",

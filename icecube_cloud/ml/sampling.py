@@ -89,3 +89,29 @@ def data_fraction(
     total = table[r + size, c + size] - table[r, c + size] - table[r + size, c] + table[r, c]
     fraction: npt.NDArray[np.float64] = total / float(size * size)
     return fraction
+
+
+def tile_spans(n: int, size: int, overlap: int) -> list[tuple[int, int, int]]:
+    """Overlapping tiles along one axis of ``n`` pixels, and the part of each that is kept.
+
+    Tiles of ``size`` start every ``size - 2 * overlap`` pixels (the last one shifted inwards to end
+    on the last pixel); neighbours cut at the middle of their overlap, so every kept pixel lies at
+    least ``overlap`` pixels inside its tile except along the image's own edges (no seams).
+
+    Returns:
+        ``(start, keep_from, keep_to)`` per tile: the tile is ``[start, start + size)`` and writes
+        ``[keep_from, keep_to)``; the kept parts partition ``[0, n)``.
+
+    Raises:
+        UsageError: ``overlap`` leaves no stride, or the axis is shorter than a tile.
+    """
+    stride = size - 2 * overlap
+    if overlap < 0 or stride < 1:
+        raise UsageError(f"overlap={overlap}: expected 0 <= overlap < size / 2 (size {size})")
+    if n < size:
+        raise UsageError(f"a tile of {size} pixels does not fit in {n} pixels (lower size)")
+    starts = list(range(0, n - size + 1, stride))
+    if starts[-1] != n - size:
+        starts.append(n - size)
+    cuts = [0] + [(a + size + b) // 2 for a, b in zip(starts, starts[1:], strict=False)] + [n]
+    return [(s, cuts[k], cuts[k + 1]) for k, s in enumerate(starts)]

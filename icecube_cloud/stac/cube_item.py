@@ -196,3 +196,43 @@ def cube_to_item(
                 pystac.Link("derived_from", href, media_type="application/geo+json", title=src.id)
             )
     return item
+
+
+def derived_cube_item(source: pystac.Item | None, source_url: str, url: str) -> pystac.Item:
+    """The item of a cube computed from another cube (e.g. predictions), ``derived_from`` it.
+
+    Space, time and grid are the source cube's (copied from its item when there is one); the data
+    asset is the new cube, whose ``cube:variables`` hold ``prediction``.
+
+    Args:
+        source: The source cube's item, or ``None`` when it was never registered (the link then
+            names the source cube's store).
+        source_url: The source cube's location.
+        url: The new cube's location.
+    """
+    properties: dict[str, Any] = dict(source.properties) if source is not None else {"datetime": None}
+    dims = properties.get("cube:dimensions") or {}
+    spatial = [d for d in dims if d != "time"]
+    properties["cube:variables"] = {
+        "prediction": {"dimensions": ["time", *spatial], "variable_type": "data"}
+    }
+    item = pystac.Item(
+        id=cube_item_id(url),
+        geometry=source.geometry if source is not None else None,
+        bbox=source.bbox if source is not None else None,
+        datetime=source.datetime if source is not None else None,
+        properties=properties,
+        stac_extensions=list(source.stac_extensions) if source is not None else [],
+        collection=CUBE_COLLECTION,
+    )
+    if source is None:
+        item.datetime = None
+        item.properties["datetime"] = None
+    item.add_asset(
+        "zarr",
+        pystac.Asset(href=url, media_type=ZARR_MEDIA_TYPE, roles=["data"], title="predictions"),
+    )
+    href = (source.get_self_href() if source is not None else None) or source_url
+    media = "application/geo+json" if source is not None and source.get_self_href() else ZARR_MEDIA_TYPE
+    item.add_link(pystac.Link("derived_from", href, media_type=media, title=source_url))
+    return item

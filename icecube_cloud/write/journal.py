@@ -69,6 +69,11 @@ def label_key(t: int) -> str:
     return f"{DONE_DIR}/labels.{t}"
 
 
+def slice_key(t: int) -> str:
+    """Key of the marker recording that every chunk of time ``t`` is written (predictions)."""
+    return f"{DONE_DIR}/slice.{t}"
+
+
 @dataclass(frozen=True)
 class Journal:
     """The journal of the cube at ``target`` (a small value: workers get it with their tasks)."""

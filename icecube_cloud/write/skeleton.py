@@ -229,6 +229,14 @@ def skeleton_documents(ds: xr.Dataset, plan: CubePlan) -> dict[str, bytes]:
     That is: the array documents, the coordinate chunks, and the root document with the consolidated
     metadata of every array (one batch of writes instead of one request per object and a listing).
     """
+    return render_documents(ds, _encoding(plan))
+
+
+def render_documents(ds: xr.Dataset, encoding: Mapping[str, Mapping[str, Any]]) -> dict[str, bytes]:
+    """Every object of the Zarr v3 store of ``ds`` but its lazy (dask) variables' chunks, in memory.
+
+    The root document carries the consolidated metadata of every array.
+    """
     memory: dict[str, Any] = {}  # key -> zarr Buffer
     store = zarr.storage.MemoryStore(memory)
     with warnings.catch_warnings():
@@ -240,7 +248,7 @@ def skeleton_documents(ds: xr.Dataset, plan: CubePlan) -> dict[str, bytes]:
             compute=False,
             consolidated=False,
             zarr_format=3,
-            encoding=_encoding(plan),
+            encoding=dict(encoding),
         )
         zarr.consolidate_metadata(store)
     return {key: buf.to_bytes() for key, buf in memory.items()}
