@@ -264,9 +264,9 @@ def test_legacy_grd_lonlat_to_pixel_matches_rasterio(tmp_path: Path, method: str
         with tr:
             rows, cols = tr.rowcol(lonlat[:, 0], lonlat[:, 1], zs=z, op=np.positive)
     assert np.all(np.abs(x - cols) < 0.5) and np.all(np.abs(y - rows) < 0.5)
-    # and the generator's truth (range = x, azimuth = y). GDAL reads RPC line/sample as pixel
-    # centres; the generator's RPC is edge-based, hence exactly half a pixel off (a generator issue).
-    tol = 0.5 + 1e-6 if method == "rpc" else 0.5
+    # and the generator's truth (range = x, azimuth = y): its GCPs and RPC model the same geometry
+    # exactly (GDAL reads RPC line/sample as pixel centres, the generator's offsets say so).
+    tol = 1e-6
     assert np.all(np.abs(x - TRUE_AZ_RG[:, 1]) < tol) and np.all(np.abs(y - TRUE_AZ_RG[:, 0]) < tol)
 
 
