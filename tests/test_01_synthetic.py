@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from rasterio.transform import RPCTransformer
 from helpers import assert_clean_metadata, assert_same_as_hdf5
+from rasterio.transform import RPCTransformer
 
 from icecube_cloud.products import ProductFormat, ProductMetadata, find_products, read_product
 from icecube_cloud.synthetic import (
