@@ -117,6 +117,70 @@ def test_nearest_holds_the_source_pixel_under_each_map_pixel(tmp_path, dask_sche
     assert any((filled[0] != f).any() for f in filled[1:])
 
 
+def test_rpc_located_legacy_grds_follow_gdals_rpc_warp(tmp_path, dask_scheduler):
+    """Legacy GRDs with an RPC and no GCPs: each slice is ``rasterio.warp.reproject`` of its product
+    with its RPC onto the cube's own grid (at the RPC's reference height, as the cube warps)."""
+    import rasterio.warp
+    from rasterio.transform import RPCTransformer
+
+    make_stack(
+        tmp_path / "products", n=3, start=START, days=3, flavour="legacy-grd", seed=6, gcps=False,
+        jitter_m=40.0, shapes=SHAPES[:3], pixel_spacing_range=1.0, pixel_spacing_azimuth=1.0,
+    )  # fmt: skip
+    ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
+    _remember(tmp_path / "products")
+    out = tmp_path / "map.zarr"
+    cfg = {"grid": {"resolution": 1.5}, "chunks": {"azimuth": 64, "range": 64}}
+    grid = build_cube(
+        str(tmp_path / "cat"), cfg, str(out), scheduler=dask_scheduler, register=False
+    ).plan.grid
+    assert grid is not None
+    ds = xr.open_zarr(out)
+    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    lon, lat = Transformer.from_crs(grid.crs_wkt, "EPSG:4326", always_xy=True).transform(xx, yy)
+    for t in range(3):
+        with rasterio.open(_HREFS[str(ds["product_id"].values[t])]) as src:
+            assert src.gcps[0] == [] and src.rpcs is not None
+            data, rpcs = src.read(1), src.rpcs
+        truth = np.zeros(grid.shape, np.uint16)
+        rasterio.warp.reproject(
+            data, truth, rpcs=rpcs, src_crs="EPSG:4326", dst_transform=Affine(*grid.transform),
+            dst_crs=grid.crs_wkt, dst_nodata=0, resampling=rasterio.warp.Resampling.nearest,
+            RPC_HEIGHT=rpcs.height_off,
+        )  # fmt: skip
+        with RPCTransformer(rpcs, RPC_HEIGHT=rpcs.height_off) as tr:
+            row, col = (
+                np.asarray(v).reshape(xx.shape) for v in tr.rowcol(lon, lat, op=np.positive)
+            )
+        edge = EDGE["legacy-grd"]  # both warps interpolate GDAL's mapping to 0.125 px
+        near_edge = np.minimum.reduce([col % 1, 1 - col % 1, row % 1, 1 - row % 1]) < edge
+        got = ds["amplitude"].isel(time=t).values
+        wrong = (got != truth) & ~near_edge
+        assert not wrong.any(), f"slice {t}: {int(wrong.sum())} pixels differ from GDAL's RPC warp"
+        assert (got > 0).sum() > 0.3 * got.size and (got != truth).mean() < 0.08
+
+
+def test_a_product_without_geolocation_is_named(tmp_path, dask_scheduler):
+    """Neither GCPs nor RPC (nor a transform): the map build fails naming the file, before a cube
+    exists; the same product still builds in SAR geometry."""
+    from icecube_cloud.errors import ProductError
+
+    make_stack(
+        tmp_path / "products", n=2, start=START, days=2, flavour="legacy-grd", seed=7, gcps=False,
+        rpc=False, shape=(64, 48),
+    )  # fmt: skip
+    ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
+    out = tmp_path / "map.zarr"
+    with pytest.raises(ProductError, match=r"ICEYE_GRD_SYNTH_\w+\.tif.*no geolocation"):
+        build_cube(
+            str(tmp_path / "cat"), {"grid": {}}, str(out), scheduler=dask_scheduler, register=False
+        )
+    assert not (out / "zarr.json").exists()
+    sar = tmp_path / "sar.zarr"
+    build_cube(str(tmp_path / "cat"), {}, str(sar), scheduler=dask_scheduler, register=False)
+    assert xr.open_zarr(sar)["amplitude"].shape == (2, 64, 48)
+
+
 def test_plain_rioxarray_and_odc_geo_read_the_georeferencing(cogs, tmp_path, dask_scheduler):
     out = tmp_path / "map.zarr"
     cfg = {"grid": {"crs": "EPSG:32629", "resolution": 2.0}}
