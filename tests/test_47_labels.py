@@ -89,6 +89,7 @@ def test_sample_vector_labels_ingest_as_valid_items(
         assert data["assets"]["labels"]["roles"] == ["labels", "labels-vector"]
         assert data["assets"]["labels"]["href"] == f"./{item_id}.geojson"
         assert (root / item_id / f"{item_id}.geojson").is_file()
+        assert "labels-lonlat" not in data["assets"]  # pixel labels: no map geometry
     # Re-ingest replaces, never duplicates.
     again = ingest_labels(str(samples / "labels" / "dummy_vector_labels.json"), sample_catalog)
     assert sorted(again.updated) == sorted(result.items) and not again.added
@@ -316,6 +317,12 @@ def test_geojson_labels_land_where_rasterio_puts_them(
         assert np.min(np.hypot(*(got - rg_az).T)) < 0.5
     mask = label_mask([item], SPEC.shape, label_classes([item]))
     assert mask[20, 30] == 1 and mask[0, 0] == 0
+    # The lon/lat geometry is kept as given, beside the pixel one (map-geometry cubes draw it).
+    asset = item.assets["labels-lonlat"]
+    assert asset.href == item.assets["labels"].href.removesuffix(".geojson") + ".lonlat.geojson"
+    (feature,) = json.loads(Path(asset.href).read_text())["features"]
+    assert feature["properties"]["class"] == "field"
+    np.testing.assert_array_equal(feature["geometry"]["coordinates"], [ring])
 
 
 def test_geojson_unknown_geometry_and_missing_product(tmp_path: Path, samples: Path) -> None:

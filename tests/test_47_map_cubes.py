@@ -355,10 +355,28 @@ def test_update_of_a_map_cube(tmp_path, dask_scheduler):
         update_cube(str(tmp_path / "loose.zarr"), scheduler=dask_scheduler)
 
 
+def _source_pixel(ds: xr.Dataset, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous physical (azimuth, range) of the product point under each map pixel's centre."""
+    path = _HREFS[str(ds["product_id"].values[t])]
+    a, data = _file_affine(path)
+    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    crs = ds["spatial_ref"].attrs["crs_wkt"]
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xx, yy)
+    inv = ~a
+    col, row = inv.a * lon + inv.b * lat + inv.c, inv.d * lon + inv.e * lat + inv.f
+    from icecube_cloud.products import read_product
+
+    if read_product(path).orientation == "shadows-down":  # COG: range down the rows
+        return data.shape[1] - col, row
+    return row, col
+
+
 @pytest.mark.parametrize("flavour", ["grd-cog", "legacy-grd"])
 def test_labels_on_the_map_grid(tmp_path, dask_scheduler, flavour):
-    """GeoJSON labels in lon/lat land on the map pixels of their place (raster and vectors), on every
-    slice whose product they touch, through each product's own geolocation."""
+    """GeoJSON labels in lon/lat are drawn straight on the grid: on every pixel of every slice,
+    ``rasterio.features.rasterize`` of the polygon transformed to the grid's CRS (pixel centres), and
+    ``label_geometry`` is that polygon. Pixel labels (icecube JSON) go through each product's own
+    geolocation: a map pixel is labelled when the product pixel under its centre is."""
     import rasterio.features
     import shapely
     from shapely.geometry import box, mapping
@@ -367,12 +385,18 @@ def test_labels_on_the_map_grid(tmp_path, dask_scheduler, flavour):
     from icecube_cloud.labels import ingest_labels
 
     _stack(tmp_path, flavour)
+    _remember(tmp_path / "products")
     cat = str(tmp_path / "cat")
     field = box(-6.25418, 37.44588, -6.25382, 37.44612)  # ~32 x 27 m at the scenes' centre
     fc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"class": "field"}, "geometry": mapping(field)}]}  # fmt: skip
     (tmp_path / "labels.geojson").write_text(json.dumps(fc))
     assert len(ingest_labels(str(tmp_path / "labels.geojson"), cat).products) == 4
+    bbox = {"xmin": 10, "ymin": 12, "xmax": 40, "ymax": 30}  # pixels: range x, azimuth y
+    boats = [{"product_file": Path(h).name, "labels": {"objects": [{"class": "boat", "bbox": bbox}]}}
+             for h in _HREFS.values() if Path(h).parent == tmp_path / "products"]  # fmt: skip
+    (tmp_path / "boats.json").write_text(json.dumps(boats))
+    assert len(ingest_labels(str(tmp_path / "boats.json"), cat).products) == 4
     out = tmp_path / "map.zarr"
     cfg = {"grid": {"resolution": 1.5}, "labels": True}
     result = build_cube(cat, cfg, str(out), scheduler=dask_scheduler, register=False)
@@ -383,27 +407,32 @@ def test_labels_on_the_map_grid(tmp_path, dask_scheduler, flavour):
     to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
     expected_poly = shp_transform(to_grid.transform, field)
     expected = rasterio.features.rasterize(
-        [(expected_poly, 1)], out_shape=grid.shape, transform=Affine(*grid.transform)
-    )
-    code = int(
-        ds["labels"].attrs["flag_values"][
-            list(ds["labels"].attrs["flag_meanings"].split()).index("field")
-        ]
-    )
+        [(expected_poly, 1)], out_shape=grid.shape, transform=Affine(*grid.transform),
+        all_touched=False,
+    )  # fmt: skip
+    attrs = ds["labels"].attrs
+    code = dict(zip(attrs["flag_meanings"].split(), attrs["flag_values"], strict=True))
+    edge = EDGE[flavour]
     for t in range(4):
-        got = ds["labels"].isel(time=t).values == code
-        assert got.sum() > 0.8 * expected.sum()
-        assert (got != (expected == 1)).sum() <= 0.35 * expected.sum()  # only the outline's pixels
-        ((wkt, cls),) = [
-            (str(w), str(c))
+        got = ds["labels"].isel(time=t).values
+        np.testing.assert_array_equal(got == code["field"], expected == 1)  # every pixel
+        az, rg = _source_pixel(ds, t)
+        in_box = (az >= 12) & (az < 31) & (rg >= 10) & (rg < 41)
+        on_outline = (
+            np.minimum.reduce([np.abs(az - 12), np.abs(az - 31), np.abs(rg - 10), np.abs(rg - 41)])
+            < edge
+        )
+        wrong = ((got == code["boat"]) != in_box) & ~on_outline
+        assert in_box.sum() > 200 and not wrong.any(), f"slice {t}: {int(wrong.sum())} pixels"
+        vectors = dict(
+            (str(c), shapely.from_wkt(str(w)))
             for w, c in zip(
                 ds["label_geometry"].isel(time=t).values,
                 ds["label_class"].isel(time=t).values,
                 strict=True,
             )
             if str(w)
-        ]
-        assert cls == "field"
-        assert (
-            shapely.from_wkt(wkt).hausdorff_distance(expected_poly) < 1.0
-        )  # metres, in the grid CRS
+        )
+        assert set(vectors) == {"field", "boat"}
+        assert vectors["field"].equals_exact(expected_poly, 1e-6)  # metres, in the grid CRS
+        assert vectors["boat"].area == pytest.approx(31 * 19, rel=0.01)  # 1 m pixels

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pyproj
 import shapely
 from rasterio.control import GroundControlPoint as RioGCP
 from rasterio.crs import CRS
@@ -161,6 +162,21 @@ def pixel_geometry_to_crs(
                 meta.href, f"cannot map label pixels with its {resolved}: {err}"
             ) from err
         return np.column_stack([mx, my])
+
+    out: BaseGeometry = shapely.transform(geometry, fn)
+    return out
+
+
+def lonlat_geometry_to_crs(geometry: BaseGeometry, crs_wkt: str) -> BaseGeometry:
+    """A lon/lat (EPSG:4326) geometry in CRS ``crs_wkt``: each vertex transformed by PROJ.
+
+    For GeoJSON labels on a map-geometry cube: drawn straight on its grid, no product involved.
+    """
+    to_crs = pyproj.Transformer.from_crs("EPSG:4326", pyproj.CRS.from_wkt(crs_wkt), always_xy=True)
+
+    def fn(coords: np.ndarray) -> np.ndarray:
+        x, y = to_crs.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
 
     out: BaseGeometry = shapely.transform(geometry, fn)
     return out
