@@ -147,9 +147,11 @@ def pixel_geometry_to_crs(
     resolved = resolve_method(meta, method)
     src_crs = CRS.from_user_input(meta.crs) if resolved == "transform" and meta.crs else _WGS84
     dst_crs = CRS.from_wkt(crs_wkt)
-    height = (
-        float(np.mean([g.height for g in meta.gcps])) if resolved == "gcps" and meta.gcps else 0.0
-    )
+    height = 0.0  # heights as lonlat_to_pixel (and the map warp's RPC) take them
+    if resolved == "gcps" and meta.gcps:
+        height = float(np.mean([g.height for g in meta.gcps]))
+    elif resolved == "rpc" and meta.rpc is not None:
+        height = float(meta.rpc.get("height_off", 0.0))
 
     def fn(coords: np.ndarray) -> np.ndarray:
         cols, rows = physical_to_file(meta, coords[:, 0], coords[:, 1])
