@@ -16,6 +16,7 @@ import pytest
 import rasterio
 from affine import Affine
 from helpers import assert_clean_metadata, assert_same_as_hdf5
+from rasterio.transform import RPCTransformer
 
 from icecube_cloud.products import ProductFormat, ProductMetadata, find_products, read_product
 from icecube_cloud.synthetic import (
@@ -102,7 +103,25 @@ def test_legacy_grd_round_trip(tmp_path: Path, spec: SyntheticSpec) -> None:
         sample, line, lat, lon = meta.metadata[f"coord_{key}"]
         assert (line - 1, sample - 1) == (row, col)
         assert by_pos[(row, col)] == pytest.approx((lon, lat), abs=1e-7)
-    assert meta.rpc is not None and meta.rpc["line_off"] == pytest.approx(48)
+    assert meta.rpc is not None and meta.rpc["line_off"] == pytest.approx(47.5)  # GDAL: centres
+
+
+def test_legacy_grd_located_by_rpc_alone(tmp_path: Path, spec: SyntheticSpec) -> None:
+    """``gcps=False`` writes a product with an RPC and no GCPs; its RPC is an exact model of the same
+    geometry (GDAL's RPC transformer puts the image corners on the COORD_* corners)."""
+    path = write_legacy_grd(tmp_path / f"{spec.product_id}.tif", spec, gcps=False)
+    meta = read_product(path)
+    assert meta.gcps == () and "gcps" not in meta.metadata and meta.rpc is not None
+    assert_matches_spec(meta, spec)
+    with rasterio.open(path) as ds, RPCTransformer(ds.rpcs) as tr:
+        assert ds.gcps[0] == [] and ds.crs is None
+        for key in ("first_near", "first_far", "last_far", "last_near"):
+            sample, line, lat, lon = meta.metadata[f"coord_{key}"]
+            got = tr.xy(line - 1, sample - 1, zs=ds.rpcs.height_off, offset="ul")
+            assert got == pytest.approx((lon, lat), abs=1e-7)  # tags: 8 decimals
+    bare = write_legacy_grd(tmp_path / "bare.tif", spec, gcps=False, rpc=False)
+    with rasterio.open(bare) as ds:
+        assert ds.rpcs is None and ds.gcps[0] == []
 
 
 @pytest.mark.parametrize("iq_dtype", ["int16", "float32"])

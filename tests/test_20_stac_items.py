@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pystac
 import pytest
 
@@ -303,6 +304,19 @@ def test_footprint_from_transform_corners(stac_schemas: Path) -> None:
     item = product_to_item(meta)
     assert item.bbox == pytest.approx([24.8, 60.2 - 2000e-5, 24.8 + 1500e-5, 60.2])
     assert item.properties["proj:code"] == "EPSG:4326"
+    assert validate_stac(catalogued(item), stac_schemas).valid
+
+
+def test_footprint_from_rpc(stac_schemas: Path) -> None:
+    """No corner tags and no GCPs: the RPC's image corners make the footprint."""
+    from icecube_cloud.synthetic import SyntheticSpec
+    from icecube_cloud.synthetic.spec import geo, rpc_coefficients
+
+    spec = SyntheticSpec(product_id="p", shape=(2000, 1500), center_lon=24.82, center_lat=60.11)
+    meta = legacy_grd(footprint=(), gcps=(), rpc=rpc_coefficients(spec))
+    item = product_to_item(meta)
+    corners = geo(spec, np.array([0, 0, 2000, 2000]), np.array([0, 1500, 0, 1500]))
+    assert item.bbox == pytest.approx([*corners.min(axis=0), *corners.max(axis=0)], abs=1e-9)
     assert validate_stac(catalogued(item), stac_schemas).valid
 
 

@@ -97,6 +97,7 @@ def test_sample_vector_labels_ingest_as_valid_items(
         assert data["assets"]["labels"]["roles"] == ["labels", "labels-vector"]
         assert data["assets"]["labels"]["href"] == f"./{item_id}.geojson"
         assert (root / item_id / f"{item_id}.geojson").is_file()
+        assert "labels-lonlat" not in data["assets"]  # pixel labels: no map geometry
     # Re-ingest replaces, never duplicates.
     again = ingest_labels(str(samples / "labels" / "dummy_vector_labels.json"), sample_catalog)
     assert sorted(again.updated) == sorted(result.items) and not again.added
@@ -272,9 +273,9 @@ def test_legacy_grd_lonlat_to_pixel_matches_rasterio(tmp_path: Path, method: str
         with tr:
             rows, cols = tr.rowcol(lonlat[:, 0], lonlat[:, 1], zs=z, op=np.positive)
     assert np.all(np.abs(x - cols) < 0.5) and np.all(np.abs(y - rows) < 0.5)
-    # and the generator's truth (range = x, azimuth = y). GDAL reads RPC line/sample as pixel
-    # centres; the generator's RPC is edge-based, hence exactly half a pixel off (a generator issue).
-    tol = 0.5 + 1e-6 if method == "rpc" else 0.5
+    # and the generator's truth (range = x, azimuth = y): its GCPs and RPC model the same geometry
+    # exactly (GDAL reads RPC line/sample as pixel centres, the generator's offsets say so).
+    tol = 1e-6
     assert np.all(np.abs(x - TRUE_AZ_RG[:, 1]) < tol) and np.all(np.abs(y - TRUE_AZ_RG[:, 0]) < tol)
 
 
@@ -324,6 +325,12 @@ def test_geojson_labels_land_where_rasterio_puts_them(
         assert np.min(np.hypot(*(got - rg_az).T)) < 0.5
     mask = label_mask([item], SPEC.shape, label_classes([item]))
     assert mask[20, 30] == 1 and mask[0, 0] == 0
+    # The lon/lat geometry is kept as given, beside the pixel one (map-geometry cubes draw it).
+    asset = item.assets["labels-lonlat"]
+    assert asset.href == item.assets["labels"].href.removesuffix(".geojson") + ".lonlat.geojson"
+    (feature,) = json.loads(Path(asset.href).read_text())["features"]
+    assert feature["properties"]["class"] == "field"
+    np.testing.assert_array_equal(feature["geometry"]["coordinates"], [ring])
 
 
 def test_geojson_unknown_geometry_and_missing_product(tmp_path: Path, samples: Path) -> None:

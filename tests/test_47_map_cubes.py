@@ -117,6 +117,70 @@ def test_nearest_holds_the_source_pixel_under_each_map_pixel(tmp_path, dask_sche
     assert any((filled[0] != f).any() for f in filled[1:])
 
 
+def test_rpc_located_legacy_grds_follow_gdals_rpc_warp(tmp_path, dask_scheduler):
+    """Legacy GRDs with an RPC and no GCPs: each slice is ``rasterio.warp.reproject`` of its product
+    with its RPC onto the cube's own grid (at the RPC's reference height, as the cube warps)."""
+    import rasterio.warp
+    from rasterio.transform import RPCTransformer
+
+    make_stack(
+        tmp_path / "products", n=3, start=START, days=3, flavour="legacy-grd", seed=6, gcps=False,
+        jitter_m=40.0, shapes=SHAPES[:3], pixel_spacing_range=1.0, pixel_spacing_azimuth=1.0,
+    )  # fmt: skip
+    ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
+    _remember(tmp_path / "products")
+    out = tmp_path / "map.zarr"
+    cfg = {"grid": {"resolution": 1.5}, "chunks": {"azimuth": 64, "range": 64}}
+    grid = build_cube(
+        str(tmp_path / "cat"), cfg, str(out), scheduler=dask_scheduler, register=False
+    ).plan.grid
+    assert grid is not None
+    ds = xr.open_zarr(out)
+    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    lon, lat = Transformer.from_crs(grid.crs_wkt, "EPSG:4326", always_xy=True).transform(xx, yy)
+    for t in range(3):
+        with rasterio.open(_HREFS[str(ds["product_id"].values[t])]) as src:
+            assert src.gcps[0] == [] and src.rpcs is not None
+            data, rpcs = src.read(1), src.rpcs
+        truth = np.zeros(grid.shape, np.uint16)
+        rasterio.warp.reproject(
+            data, truth, rpcs=rpcs, src_crs="EPSG:4326", dst_transform=Affine(*grid.transform),
+            dst_crs=grid.crs_wkt, dst_nodata=0, resampling=rasterio.warp.Resampling.nearest,
+            RPC_HEIGHT=rpcs.height_off,
+        )  # fmt: skip
+        with RPCTransformer(rpcs, RPC_HEIGHT=rpcs.height_off) as tr:
+            row, col = (
+                np.asarray(v).reshape(xx.shape) for v in tr.rowcol(lon, lat, op=np.positive)
+            )
+        edge = EDGE["legacy-grd"]  # both warps interpolate GDAL's mapping to 0.125 px
+        near_edge = np.minimum.reduce([col % 1, 1 - col % 1, row % 1, 1 - row % 1]) < edge
+        got = ds["amplitude"].isel(time=t).values
+        wrong = (got != truth) & ~near_edge
+        assert not wrong.any(), f"slice {t}: {int(wrong.sum())} pixels differ from GDAL's RPC warp"
+        assert (got > 0).sum() > 0.3 * got.size and (got != truth).mean() < 0.08
+
+
+def test_a_product_without_geolocation_is_named(tmp_path, dask_scheduler):
+    """Neither GCPs nor RPC (nor a transform): the map build fails naming the file, before a cube
+    exists; the same product still builds in SAR geometry."""
+    from icecube_cloud.errors import ProductError
+
+    make_stack(
+        tmp_path / "products", n=2, start=START, days=2, flavour="legacy-grd", seed=7, gcps=False,
+        rpc=False, shape=(64, 48),
+    )  # fmt: skip
+    ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
+    out = tmp_path / "map.zarr"
+    with pytest.raises(ProductError, match=r"ICEYE_GRD_SYNTH_\w+\.tif.*no geolocation"):
+        build_cube(
+            str(tmp_path / "cat"), {"grid": {}}, str(out), scheduler=dask_scheduler, register=False
+        )
+    assert not (out / "zarr.json").exists()
+    sar = tmp_path / "sar.zarr"
+    build_cube(str(tmp_path / "cat"), {}, str(sar), scheduler=dask_scheduler, register=False)
+    assert xr.open_zarr(sar)["amplitude"].shape == (2, 64, 48)
+
+
 def test_plain_rioxarray_and_odc_geo_read_the_georeferencing(cogs, tmp_path, dask_scheduler):
     out = tmp_path / "map.zarr"
     cfg = {"grid": {"crs": "EPSG:32629", "resolution": 2.0}}
@@ -291,10 +355,28 @@ def test_update_of_a_map_cube(tmp_path, dask_scheduler):
         update_cube(str(tmp_path / "loose.zarr"), scheduler=dask_scheduler)
 
 
+def _source_pixel(ds: xr.Dataset, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous physical (azimuth, range) of the product point under each map pixel's centre."""
+    path = _HREFS[str(ds["product_id"].values[t])]
+    a, data = _file_affine(path)
+    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    crs = ds["spatial_ref"].attrs["crs_wkt"]
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xx, yy)
+    inv = ~a
+    col, row = inv.a * lon + inv.b * lat + inv.c, inv.d * lon + inv.e * lat + inv.f
+    from icecube_cloud.products import read_product
+
+    if read_product(path).orientation == "shadows-down":  # COG: range down the rows
+        return data.shape[1] - col, row
+    return row, col
+
+
 @pytest.mark.parametrize("flavour", ["grd-cog", "legacy-grd"])
 def test_labels_on_the_map_grid(tmp_path, dask_scheduler, flavour):
-    """GeoJSON labels in lon/lat land on the map pixels of their place (raster and vectors), on every
-    slice whose product they touch, through each product's own geolocation."""
+    """GeoJSON labels in lon/lat are drawn straight on the grid: on every pixel of every slice,
+    ``rasterio.features.rasterize`` of the polygon transformed to the grid's CRS (pixel centres), and
+    ``label_geometry`` is that polygon. Pixel labels (icecube JSON) go through each product's own
+    geolocation: a map pixel is labelled when the product pixel under its centre is."""
     import rasterio.features
     import shapely
     from shapely.geometry import box, mapping
@@ -303,12 +385,18 @@ def test_labels_on_the_map_grid(tmp_path, dask_scheduler, flavour):
     from icecube_cloud.labels import ingest_labels
 
     _stack(tmp_path, flavour)
+    _remember(tmp_path / "products")
     cat = str(tmp_path / "cat")
     field = box(-6.25418, 37.44588, -6.25382, 37.44612)  # ~32 x 27 m at the scenes' centre
     fc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"class": "field"}, "geometry": mapping(field)}]}  # fmt: skip
     (tmp_path / "labels.geojson").write_text(json.dumps(fc))
     assert len(ingest_labels(str(tmp_path / "labels.geojson"), cat).products) == 4
+    bbox = {"xmin": 10, "ymin": 12, "xmax": 40, "ymax": 30}  # pixels: range x, azimuth y
+    boats = [{"product_file": Path(h).name, "labels": {"objects": [{"class": "boat", "bbox": bbox}]}}
+             for h in _HREFS.values() if Path(h).parent == tmp_path / "products"]  # fmt: skip
+    (tmp_path / "boats.json").write_text(json.dumps(boats))
+    assert len(ingest_labels(str(tmp_path / "boats.json"), cat).products) == 4
     out = tmp_path / "map.zarr"
     cfg = {"grid": {"resolution": 1.5}, "labels": True}
     result = build_cube(cat, cfg, str(out), scheduler=dask_scheduler, register=False)
@@ -319,27 +407,32 @@ def test_labels_on_the_map_grid(tmp_path, dask_scheduler, flavour):
     to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
     expected_poly = shp_transform(to_grid.transform, field)
     expected = rasterio.features.rasterize(
-        [(expected_poly, 1)], out_shape=grid.shape, transform=Affine(*grid.transform)
-    )
-    code = int(
-        ds["labels"].attrs["flag_values"][
-            list(ds["labels"].attrs["flag_meanings"].split()).index("field")
-        ]
-    )
+        [(expected_poly, 1)], out_shape=grid.shape, transform=Affine(*grid.transform),
+        all_touched=False,
+    )  # fmt: skip
+    attrs = ds["labels"].attrs
+    code = dict(zip(attrs["flag_meanings"].split(), attrs["flag_values"], strict=True))
+    edge = EDGE[flavour]
     for t in range(4):
-        got = ds["labels"].isel(time=t).values == code
-        assert got.sum() > 0.8 * expected.sum()
-        assert (got != (expected == 1)).sum() <= 0.35 * expected.sum()  # only the outline's pixels
-        ((wkt, cls),) = [
-            (str(w), str(c))
+        got = ds["labels"].isel(time=t).values
+        np.testing.assert_array_equal(got == code["field"], expected == 1)  # every pixel
+        az, rg = _source_pixel(ds, t)
+        in_box = (az >= 12) & (az < 31) & (rg >= 10) & (rg < 41)
+        on_outline = (
+            np.minimum.reduce([np.abs(az - 12), np.abs(az - 31), np.abs(rg - 10), np.abs(rg - 41)])
+            < edge
+        )
+        wrong = ((got == code["boat"]) != in_box) & ~on_outline
+        assert in_box.sum() > 200 and not wrong.any(), f"slice {t}: {int(wrong.sum())} pixels"
+        vectors = dict(
+            (str(c), shapely.from_wkt(str(w)))
             for w, c in zip(
                 ds["label_geometry"].isel(time=t).values,
                 ds["label_class"].isel(time=t).values,
                 strict=True,
             )
             if str(w)
-        ]
-        assert cls == "field"
-        assert (
-            shapely.from_wkt(wkt).hausdorff_distance(expected_poly) < 1.0
-        )  # metres, in the grid CRS
+        )
+        assert set(vectors) == {"field", "boat"}
+        assert vectors["field"].equals_exact(expected_poly, 1e-6)  # metres, in the grid CRS
+        assert vectors["boat"].area == pytest.approx(31 * 19, rel=0.01)  # 1 m pixels

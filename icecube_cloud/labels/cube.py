@@ -24,8 +24,16 @@ from shapely.geometry.base import BaseGeometry
 
 from icecube_cloud.gdal_io import open_raster
 from icecube_cloud.labels.errors import LabelError
+from icecube_cloud.labels.geometry import lonlat_geometry_to_crs
 from icecube_cloud.labels.ingest import check_mask
-from icecube_cloud.labels.items import CLASS_PROPERTY, MASK_ASSET, VECTOR_ASSET, mask_class_name
+from icecube_cloud.labels.items import (
+    CLASS_PROPERTY,
+    LONLAT_ASSET,
+    MASK_ASSET,
+    VECTOR_ASSET,
+    mask_class_name,
+)
+from icecube_cloud.model import MapGrid
 
 MAX_CODE = 255
 """Largest class code of the uint8 ``labels`` variable."""
@@ -67,8 +75,10 @@ def flag_attrs(classes: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _features(item: pystac.Item, storage_options: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    asset = item.assets.get(VECTOR_ASSET)
+def _features(
+    item: pystac.Item, storage_options: Mapping[str, Any] | None, key: str = VECTOR_ASSET
+) -> list[dict[str, Any]]:
+    asset = item.assets.get(key)
     if asset is None:
         return []
     try:
@@ -83,10 +93,10 @@ def _features(item: pystac.Item, storage_options: Mapping[str, Any] | None) -> l
 
 
 def _geometries(
-    item: pystac.Item, storage_options: Mapping[str, Any] | None
+    item: pystac.Item, storage_options: Mapping[str, Any] | None, key: str = VECTOR_ASSET
 ) -> list[tuple[BaseGeometry, str]]:
     out = []
-    for feature in _features(item, storage_options):
+    for feature in _features(item, storage_options, key):
         if feature.get("geometry") is None:
             continue  # image tags (classification) have no pixels
         out.append(
@@ -137,19 +147,67 @@ def label_mask(
                 ) from err
             mask = check_mask(raw, shape, mask_asset.href, item.id)
             np.copyto(out, lut[mask], where=mask != 0)
-        shapes = []
-        for geom, name in _geometries(item, storage_options):
-            if name not in classes:
-                raise LabelError(
-                    item.id, f"class {name!r} has no code (classes: {', '.join(classes)})"
-                )
-            shapes.append((geom, classes[name]))
+        shapes = _coded(item, _geometries(item, storage_options), classes)
         if shapes:
             burned = rasterio.features.rasterize(
                 shapes, out_shape=shape, fill=0, transform=Affine.identity(), dtype="uint8"
             )
             np.copyto(out, burned, where=burned != 0)
     return out
+
+
+def _coded(
+    item: pystac.Item, geometries: Sequence[tuple[BaseGeometry, str]], classes: Mapping[str, int]
+) -> list[tuple[BaseGeometry, int]]:
+    shapes = []
+    for geom, name in geometries:
+        if name not in classes:
+            raise LabelError(item.id, f"class {name!r} has no code (classes: {', '.join(classes)})")
+        shapes.append((geom, classes[name]))
+    return shapes
+
+
+def on_map(item: pystac.Item) -> bool:
+    """Whether the item's labels are map geometry (lon/lat as given), drawn straight on a grid."""
+    return LONLAT_ASSET in item.assets
+
+
+def grid_label_mask(
+    label_items_for_product: Sequence[pystac.Item],
+    grid: MapGrid,
+    classes: Mapping[str, int],
+    storage_options: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """The uint8 (y, x) class raster of lon/lat labels (:func:`on_map` items) on a map grid.
+
+    Each geometry is transformed to the grid's CRS and burnt where pixel centres are inside it
+    (points: the pixel they fall in), in item and file order, later over earlier. Independent of
+    the product: a label is drawn wherever its place is on the grid, also outside the product's
+    footprint (where the product's slice is fill).
+
+    Raises:
+        LabelError: An unreadable asset, a class missing from ``classes``.
+    """
+    out = np.zeros(grid.shape, dtype=np.uint8)
+    for item in label_items_for_product:
+        shapes = _coded(item, map_vectors(item, grid.crs_wkt, storage_options), classes)
+        if shapes:
+            burned = rasterio.features.rasterize(
+                shapes, out_shape=grid.shape, fill=0, transform=Affine(*grid.transform),
+                all_touched=False, dtype="uint8",
+            )  # fmt: skip
+            np.copyto(out, burned, where=burned != 0)
+    return out
+
+
+def map_vectors(
+    item: pystac.Item, crs_wkt: str, storage_options: Mapping[str, Any] | None = None
+) -> list[tuple[BaseGeometry, str]]:
+    """(geometry in CRS ``crs_wkt``, class) of the lon/lat labels of an :func:`on_map` item."""
+    return [
+        (lonlat_geometry_to_crs(geom, crs_wkt), name)
+        for geom, name in _geometries(item, storage_options, LONLAT_ASSET)
+    ]
 
 
 def label_vectors(

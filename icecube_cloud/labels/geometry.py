@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pyproj
 import shapely
 from rasterio.control import GroundControlPoint as RioGCP
 from rasterio.crs import CRS
@@ -146,9 +147,11 @@ def pixel_geometry_to_crs(
     resolved = resolve_method(meta, method)
     src_crs = CRS.from_user_input(meta.crs) if resolved == "transform" and meta.crs else _WGS84
     dst_crs = CRS.from_wkt(crs_wkt)
-    height = (
-        float(np.mean([g.height for g in meta.gcps])) if resolved == "gcps" and meta.gcps else 0.0
-    )
+    height = 0.0  # heights as lonlat_to_pixel (and the map warp's RPC) take them
+    if resolved == "gcps" and meta.gcps:
+        height = float(np.mean([g.height for g in meta.gcps]))
+    elif resolved == "rpc" and meta.rpc is not None:
+        height = float(meta.rpc.get("height_off", 0.0))
 
     def fn(coords: np.ndarray) -> np.ndarray:
         cols, rows = physical_to_file(meta, coords[:, 0], coords[:, 1])
@@ -161,6 +164,21 @@ def pixel_geometry_to_crs(
                 meta.href, f"cannot map label pixels with its {resolved}: {err}"
             ) from err
         return np.column_stack([mx, my])
+
+    out: BaseGeometry = shapely.transform(geometry, fn)
+    return out
+
+
+def lonlat_geometry_to_crs(geometry: BaseGeometry, crs_wkt: str) -> BaseGeometry:
+    """A lon/lat (EPSG:4326) geometry in CRS ``crs_wkt``: each vertex transformed by PROJ.
+
+    For GeoJSON labels on a map-geometry cube: drawn straight on its grid, no product involved.
+    """
+    to_crs = pyproj.Transformer.from_crs("EPSG:4326", pyproj.CRS.from_wkt(crs_wkt), always_xy=True)
+
+    def fn(coords: np.ndarray) -> np.ndarray:
+        x, y = to_crs.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
 
     out: BaseGeometry = shapely.transform(geometry, fn)
     return out

@@ -1,7 +1,8 @@
 """Register labels in a catalog: match them to product items, transform map geometry, write items.
 
-The GeoJSON asset of each label item (labels in the product's pixel coordinates) is written as a file:
-next to the item inside a static catalog, or under ``assets_url`` for a STAC API (which has no file
+The GeoJSON asset of each label item (labels in the product's pixel coordinates; for GeoJSON sources
+also a second one, the same objects in lon/lat as given) is written as a file: next to the item
+inside a static catalog, or under ``assets_url`` for a STAC API (which has no file
 storage of its own). Inline ``data:`` URLs were rejected: both catalog writers require absolute asset
 hrefs, and large label sets would bloat every search response of a pgstac API.
 """
@@ -25,6 +26,7 @@ from icecube_cloud.gdal_io import open_raster
 from icecube_cloud.labels.errors import LabelError, MaskShapeError, UnknownProductError
 from icecube_cloud.labels.geometry import Method, geometry_to_pixel
 from icecube_cloud.labels.items import (
+    LONLAT_ASSET,
     VECTOR_ASSET,
     geojson_bytes,
     label_item,
@@ -51,6 +53,8 @@ class LabelDraft:
     """Content of its ``labels`` asset (``None``: raster labels only)."""
     product_id: str
     """The labelled product."""
+    lonlat_geojson: bytes | None = None
+    """Content of its ``labels-lonlat`` asset (GeoJSON sources: the objects in lon/lat)."""
 
 
 @dataclass(frozen=True)
@@ -143,21 +147,21 @@ def check_mask(mask: np.ndarray, shape: tuple[int, int], href: str, product_id: 
 def _to_pixels(
     objects: Sequence[LabelObject], product: pystac.Item, shape: tuple[int, int], method: Method,
     storage_options: Mapping[str, Any] | None,
-) -> list[LabelObject]:  # fmt: skip
-    """Map objects -> pixel objects of one product, clipped to the image; outside ones dropped."""
+) -> list[tuple[LabelObject, LabelObject]]:  # fmt: skip
+    """Map objects -> (map object, its pixel object clipped to the image); outside ones dropped."""
     meta = read_product(item_data_href(product), storage_options=storage_options)
     image = shapely.geometry.box(0, 0, shape[1], shape[0])
     out = []
     for obj in objects:
         if obj.geometry is None:
-            out.append(obj)
+            out.append((obj, obj))
             continue
         pix: BaseGeometry = geometry_to_pixel(meta, obj.geometry, method=method)
         if not pix.intersects(image):
             continue
         if not pix.within(image):
             pix = pix.intersection(image)
-        out.append(LabelObject(obj.label_class, obj.task, obj.kind, pix))
+        out.append((obj, LabelObject(obj.label_class, obj.task, obj.kind, pix)))
     return out
 
 
@@ -217,9 +221,10 @@ def draft_label_items(
     drafts = []
     for entry, product in _pairs(source, products, named):
         shape = item_physical_shape(product)
-        objects = list(entry.objects)
-        if source.map_geometry:
-            objects = _to_pixels(objects, product, shape, method, storage_options)
+        objects, on_map = list(entry.objects), []
+        if source.map_geometry:  # kept as given too: map-geometry cubes draw them on their grid
+            pairs = _to_pixels(objects, product, shape, method, storage_options)
+            objects, on_map = [p for _, p in pairs], [m for m, _ in pairs]
         values: list[int] = []
         if entry.segmentation is not None:
             values = mask_values_of(_read_mask(entry.segmentation, product, storage_options))
@@ -233,12 +238,14 @@ def draft_label_items(
             labels_href=href if objects else None,
             mask_href=entry.segmentation,
             mask_values=values,
+            lonlat_href=href.removesuffix(".geojson") + ".lonlat.geojson" if on_map else None,
         )
         drafts.append(
             LabelDraft(
                 item=item,
                 geojson=geojson_bytes(objects) if objects else None,
                 product_id=product.id,
+                lonlat_geojson=geojson_bytes(on_map) if on_map else None,
             )
         )
     return drafts
@@ -246,15 +253,16 @@ def draft_label_items(
 
 def _write_assets(drafts: Sequence[LabelDraft], storage_options: Mapping[str, Any] | None) -> None:
     for draft in drafts:
-        if draft.geojson is None:
-            continue
-        href = draft.item.assets[VECTOR_ASSET].href
-        try:
-            fs, path = fsspec.core.url_to_fs(href, **dict(storage_options or {}))
-            fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            fs.pipe_file(path, draft.geojson)
-        except OSError as err:
-            raise LabelError(href, f"cannot write labels asset: {err}") from err
+        for key, content in ((VECTOR_ASSET, draft.geojson), (LONLAT_ASSET, draft.lonlat_geojson)):
+            if content is None:
+                continue
+            href = draft.item.assets[key].href
+            try:
+                fs, path = fsspec.core.url_to_fs(href, **dict(storage_options or {}))
+                fs.makedirs(posixpath.dirname(path), exist_ok=True)
+                fs.pipe_file(path, content)
+            except OSError as err:
+                raise LabelError(href, f"cannot write labels asset: {err}") from err
 
 
 def _absolute(url: str) -> str:

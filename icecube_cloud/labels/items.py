@@ -20,6 +20,9 @@ LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 """Schema URI of the STAC label extension."""
 VECTOR_ASSET = "labels"
 """Asset key of the GeoJSON of vector labels (pixel coordinates)."""
+LONLAT_ASSET = "labels-lonlat"
+"""Asset key of the same vector labels in lon/lat as given (GeoJSON sources only): its presence marks
+labels drawn straight on a map-geometry cube's grid."""
 MASK_ASSET = "mask"
 """Asset key of a segmentation mask."""
 CLASS_PROPERTY = "class"
@@ -102,8 +105,10 @@ def _label_properties(
     return props
 
 
-def _add_assets(item: pystac.Item, labels_href: str | None, mask_href: str | None) -> None:
-    """The GeoJSON of vector labels and the segmentation mask, when there are any."""
+def _add_assets(
+    item: pystac.Item, labels_href: str | None, mask_href: str | None, lonlat_href: str | None
+) -> None:
+    """The GeoJSON of vector labels (pixels; lon/lat) and the segmentation mask, when there are any."""
     if labels_href is not None:
         item.add_asset(
             VECTOR_ASSET,
@@ -112,6 +117,16 @@ def _add_assets(item: pystac.Item, labels_href: str | None, mask_href: str | Non
                 media_type=pystac.MediaType.GEOJSON,
                 roles=["labels", "labels-vector"],
                 title="Vector labels in pixel coordinates (x = range, y = azimuth)",
+            ),
+        )
+    if lonlat_href is not None:
+        item.add_asset(
+            LONLAT_ASSET,
+            pystac.Asset(
+                href=lonlat_href,
+                media_type=pystac.MediaType.GEOJSON,
+                roles=["labels", "labels-vector", "map-geometry"],
+                title="The same vector labels in lon/lat (EPSG:4326), as given",
             ),
         )
     if mask_href is not None:
@@ -136,6 +151,7 @@ def label_item(
     labels_href: str | None,
     mask_href: str | None,
     mask_values: Sequence[int] = (),
+    lonlat_href: str | None = None,
 ) -> pystac.Item:
     """The label item of ``source`` for one product.
 
@@ -147,6 +163,8 @@ def label_item(
         labels_href: Absolute href of the GeoJSON asset (``None`` when there are no objects).
         mask_href: Segmentation mask href, kept as given.
         mask_values: Non-zero values present in the mask (its classes).
+        lonlat_href: Absolute href of the GeoJSON asset of the same objects in lon/lat (GeoJSON
+            sources only).
     """
     item = pystac.Item(
         id=label_item_id(source, product.id),
@@ -157,7 +175,7 @@ def label_item(
         stac_extensions=[LABEL_EXTENSION],
         collection=LABEL_COLLECTION_ID,
     )
-    _add_assets(item, labels_href, mask_href)
+    _add_assets(item, labels_href, mask_href, lonlat_href)
     link = pystac.Link(rel="source", target=product_href, media_type=pystac.MediaType.GEOJSON,
                        title=product.id)  # fmt: skip
     link.extra_fields["label:assets"] = [item_format(product).value]  # the labelled asset

@@ -232,4 +232,3 @@ def predict_cube(
         seconds=time.perf_counter() - start,
         item_id=item_id,
     )
-

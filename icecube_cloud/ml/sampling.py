@@ -8,6 +8,7 @@ no window is dropped or padded.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -113,5 +114,5 @@ def tile_spans(n: int, size: int, overlap: int) -> list[tuple[int, int, int]]:
     starts = list(range(0, n - size + 1, stride))
     if starts[-1] != n - size:
         starts.append(n - size)
-    cuts = [0] + [(a + size + b) // 2 for a, b in zip(starts, starts[1:], strict=False)] + [n]
+    cuts = [0] + [(a + size + b) // 2 for a, b in itertools.pairwise(starts)] + [n]
     return [(s, cuts[k], cuts[k + 1]) for k, s in enumerate(starts)]

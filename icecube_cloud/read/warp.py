@@ -3,16 +3,17 @@
 A map-geometry cube (SPEC §6b) warps each product onto one north-up grid. :class:`WarpedReader` reads
 windows *of the grid*. A product located by an affine transform (ICEYE's COGs) is read through a GDAL
 warped VRT of it on the grid: GDAL finds the source pixels each window needs, reads only those and
-resamples. A product located by GCPs (legacy GRDs; rasterio's warped VRT ignores GCPs) is warped with
-``rasterio.warp.reproject`` from the source window the grid window's outline maps to
-(:class:`GcpSource`). Outside the product's footprint the grid holds the fill value (0, or the file's
-nodata). SLC products are refused: their phase must never be interpolated.
+resamples. A product located by GCPs or, lacking them, an RPC (legacy GRDs; rasterio's warped VRT
+takes neither) is warped with ``rasterio.warp.reproject`` from the source window the grid window's
+outline maps to (:class:`GcpRpcSource`); a product with no geolocation at all is a
+:class:`ProductError` naming it. Outside the product's footprint the grid holds the fill value (0, or
+the file's nodata). SLC products are refused: their phase must never be interpolated.
 
 The mapping is GDAL's, tightened where rasterio lets us: GDAL interpolates the exact transformation
 along each output scanline while the error stays within ``tolerance`` source pixels. Its default
-(0.125, the only one ``rasterio.warp.reproject`` and so the GCP path use) picks a neighbouring source
-pixel for ~4 % of ``nearest`` pixels of a 1500² scene, and the answer then depends on the extent of each
-warp (so on the chunks). For affinely located products :data:`TOLERANCE` keeps that to pixels whose
+(0.125, the only one ``rasterio.warp.reproject`` and so the GCP/RPC path use) picks a neighbouring
+source pixel for ~4 % of ``nearest`` pixels of a 1500² scene, and the answer then depends on the
+extent of each warp (so on the chunks). For affinely located products :data:`TOLERANCE` keeps that to pixels whose
 centre falls within about a thousandth of a pixel of a source pixel's edge (0.06 % there), at ~80 % of
 the default's speed; an exact transformation (tolerance 1e-6) ran 7x slower.
 """
@@ -35,7 +36,8 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
-from rasterio.transform import GCPTransformer
+from rasterio.rpc import RPC
+from rasterio.transform import GCPTransformer, RPCTransformer
 from rasterio.vrt import WarpedVRT
 
 from icecube_cloud.errors import ProductError
@@ -61,7 +63,7 @@ def _affine_to_src(
 
 
 def has_transform(ds: Any) -> bool:
-    """Whether ``ds`` is geolocated by a CRS and an affine transform (else by its GCPs)."""
+    """Whether ``ds`` is geolocated by a CRS and an affine transform (else by its GCPs or RPC)."""
     return ds.crs is not None and not ds.transform.is_identity
 
 
@@ -134,14 +136,14 @@ class WarpedReader:
             source.href, orientation="native", storage_options=storage_options
         )
         self._vrt: WarpedVRT | None = None
-        self._gcps: GcpSource | None = None
+        self._gcps: GcpRpcSource | None = None
         try:
             with self._file.env():
                 ds = self._file.dataset
                 if has_transform(ds):
                     self._vrt = warped_vrt(ds, grid)
                 else:
-                    self._gcps = GcpSource.of(ds, grid, source.href)
+                    self._gcps = GcpRpcSource.of(ds, grid, source.href)
         except BaseException:
             self._file.close()
             raise
@@ -185,16 +187,21 @@ _KERNEL_RADIUS = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "l
 
 
 @dataclass(frozen=True)
-class GcpSource:
-    """A product located by GCPs (legacy GRDs), warped window by window with ``reproject``.
+class GcpRpcSource:
+    """A product located by GCPs or an RPC (legacy GRDs), warped window by window with ``reproject``.
 
-    rasterio's warped VRT does not use GCPs, so each grid window is warped from the source window its
-    outline maps to (through GDAL's GCP transformer), padded by the resampling kernel. GDAL's mapping
+    rasterio's warped VRT takes neither, so each grid window is warped from the source window its
+    outline maps to (through GDAL's GCP or RPC transformer), padded by the resampling kernel. GCPs
+    are used when the product has them (ICEYE's legacy GRDs carry both), else its RPC, evaluated at
+    the RPC's own reference height (``height_off``; GDAL's default would be height 0). GDAL's mapping
     is its default here (0.125 source pixels; ``reproject`` takes no tolerance).
     """
 
     gcps: tuple[GroundControlPoint, ...]
-    gcp_crs: CRS
+    """The GCPs (empty: located by ``rpc``)."""
+    rpc: RPC | None
+    """The RPC, used when there are no GCPs."""
+    src_crs: CRS
     grid: MapGrid
     size: tuple[int, int]
     nodata: float | None
@@ -203,27 +210,54 @@ class GcpSource:
     """GDAL's kernel scale for the whole product (:func:`kernel_scale`)."""
 
     @classmethod
-    def of(cls, ds: Any, grid: MapGrid, href: str) -> GcpSource:
-        """The GCP geolocation of the open dataset ``ds``.
+    def of(cls, ds: Any, grid: MapGrid, href: str) -> GcpRpcSource:
+        """The GCP (else RPC) geolocation of the open dataset ``ds``.
 
         Raises:
-            ProductError: The file has neither an affine transform nor GCPs.
+            ProductError: The file has no affine transform, no GCPs and no RPC.
         """
         gcps, gcp_crs = ds.gcps
-        if not gcps:
+        rpc = None if gcps else ds.rpcs
+        if not gcps and rpc is None:
             raise ProductError(
-                href, "no geolocation (no CRS and transform, no GCPs): cannot map it"
+                href, "no geolocation (no CRS and transform, no GCPs, no RPC): cannot map it"
             )
-        crs = gcp_crs or CRS.from_epsg(4326)
-        size = (ds.height, ds.width)
+        crs = (gcp_crs if gcps else None) or CRS.from_epsg(4326)
+        bare = cls(tuple(gcps), rpc, crs, grid, (ds.height, ds.width), ds.nodata,
+                   np.dtype(ds.dtypes[0]))  # fmt: skip
+        scale = kernel_scale(grid, crs, bare.size, bare.to_src)
+        return dataclasses.replace(bare, scale=tuple(scale.items()))
 
-        def to_src(cols: list[float], rows: list[float]) -> tuple[Sequence[float], Sequence[float]]:
-            with GCPTransformer(list(gcps)) as tr:
-                xs, ys = tr.xy(rows, cols, offset="ul")
-            return list(np.atleast_1d(xs)), list(np.atleast_1d(ys))
+    def transformer(self) -> GCPTransformer | RPCTransformer:
+        """GDAL's transformer of this geolocation (file pixels <-> ``src_crs``)."""
+        if self.gcps:
+            return GCPTransformer(list(self.gcps))
+        assert self.rpc is not None
+        return RPCTransformer(self.rpc, RPC_HEIGHT=self.rpc.height_off)
 
-        scale = tuple(kernel_scale(grid, crs, size, to_src).items())
-        return cls(tuple(gcps), crs, grid, size, ds.nodata, np.dtype(ds.dtypes[0]), scale)
+    def to_src(
+        self, cols: list[float], rows: list[float]
+    ) -> tuple[Sequence[float], Sequence[float]]:
+        """File (cols, rows), edge-based, -> ``src_crs`` (x, y)."""
+        with self.transformer() as tr:
+            xs, ys = tr.xy(rows, cols, offset="ul")
+        return list(np.atleast_1d(xs)), list(np.atleast_1d(ys))
+
+    def located(self, src: Window) -> dict[str, Any]:
+        """``reproject``'s geolocation arguments for the pixels of file window ``src``."""
+        if self.gcps:
+            shifted = [
+                GroundControlPoint(row=g.row - src.az0, col=g.col - src.rg0, x=g.x, y=g.y, z=g.z)
+                for g in self.gcps
+            ]
+            return {"gcps": shifted, "src_crs": self.src_crs}
+        assert self.rpc is not None
+        rpc = RPC(**{
+            **self.rpc.to_dict(),
+            "line_off": self.rpc.line_off - src.az0,
+            "samp_off": self.rpc.samp_off - src.rg0,
+        })  # fmt: skip
+        return {"rpcs": rpc, "src_crs": self.src_crs, "RPC_HEIGHT": self.rpc.height_off}
 
     def source_window(self, window: Window) -> Window | None:
         """The file window whose pixels the warp of grid ``window`` uses (``None``: none)."""
@@ -237,8 +271,8 @@ class GcpSource:
             [np.full_like(t, r0), r0 + t * (r1 - r0), np.full_like(t, r1), r1 - t * (r1 - r0)]
         )
         xs, ys = a.a * cols + a.b * rows + a.c, a.d * cols + a.e * rows + a.f
-        lon, lat = rasterio.warp.transform(CRS.from_wkt(self.grid.crs_wkt), self.gcp_crs, xs, ys)
-        with GCPTransformer(list(self.gcps)) as tr:
+        lon, lat = rasterio.warp.transform(CRS.from_wkt(self.grid.crs_wkt), self.src_crs, xs, ys)
+        with self.transformer() as tr:
             frows, fcols = tr.rowcol(lon, lat, op=lambda v: v)
         frows, fcols = np.asarray(frows, dtype=float), np.asarray(fcols, dtype=float)
         ok = np.isfinite(frows) & np.isfinite(fcols)
@@ -263,20 +297,15 @@ class GcpSource:
         if src is None:
             return out
         data = file.read(src)
-        shifted = [
-            GroundControlPoint(row=g.row - src.az0, col=g.col - src.rg0, x=g.x, y=g.y, z=g.z)
-            for g in self.gcps
-        ]
         rasterio.warp.reproject(
             source=data,
             destination=out,
-            gcps=shifted,
-            src_crs=self.gcp_crs,
             src_nodata=self.nodata,
             dst_transform=Affine(*self.grid.transform) * Affine.translation(window.rg0, window.az0),
             dst_crs=CRS.from_wkt(self.grid.crs_wkt),
             dst_nodata=fill,
             resampling=Resampling[self.grid.resampling],
+            **self.located(src),
             **dict(self.scale),
         )
         return out
@@ -307,10 +336,10 @@ def warp_raster(
         with file.env():
             ds = file.dataset
             if not has_transform(ds):
-                gcps = GcpSource.of(ds, nearest, source.href)
+                located = GcpRpcSource.of(ds, nearest, source.href)
                 out = np.zeros(nearest.shape, dtype=data.dtype)
                 rasterio.warp.reproject(
-                    source=data, destination=out, gcps=list(gcps.gcps), src_crs=gcps.gcp_crs,
+                    source=data, destination=out, **located.located(Window(0, ds.height, 0, ds.width)),
                     src_nodata=0, dst_transform=Affine(*nearest.transform),
                     dst_crs=CRS.from_wkt(nearest.crs_wkt), dst_nodata=0,
                     resampling=Resampling.nearest,

@@ -210,7 +210,9 @@ def derived_cube_item(source: pystac.Item | None, source_url: str, url: str) -> 
         source_url: The source cube's location.
         url: The new cube's location.
     """
-    properties: dict[str, Any] = dict(source.properties) if source is not None else {"datetime": None}
+    properties: dict[str, Any] = (
+        dict(source.properties) if source is not None else {"datetime": None}
+    )
     dims = properties.get("cube:dimensions") or {}
     spatial = [d for d in dims if d != "time"]
     properties["cube:variables"] = {
@@ -233,6 +235,8 @@ def derived_cube_item(source: pystac.Item | None, source_url: str, url: str) -> 
         pystac.Asset(href=url, media_type=ZARR_MEDIA_TYPE, roles=["data"], title="predictions"),
     )
     href = (source.get_self_href() if source is not None else None) or source_url
-    media = "application/geo+json" if source is not None and source.get_self_href() else ZARR_MEDIA_TYPE
+    media = (
+        "application/geo+json" if source is not None and source.get_self_href() else ZARR_MEDIA_TYPE
+    )
     item.add_link(pystac.Link("derived_from", href, media_type=media, title=source_url))
     return item

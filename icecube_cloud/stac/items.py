@@ -227,13 +227,34 @@ def _footprint(meta: ProductMetadata) -> dict[str, Any]:
         rows, cols = meta.file_shape
         corners = [(0, 0), (cols, 0), (cols, rows), (0, rows)]
         hull = Polygon([(a * x + b * y + c, d * x + e * y + f) for x, y in corners])
+    elif meta.rpc:
+        hull = _rpc_outline(meta)
     if not isinstance(hull, Polygon) or hull.is_empty:
         raise CatalogError(
             f"product {meta.product_id}: no footprint (needs a lon/lat ring, >= 3 GCPs not on one "
-            "line, or an EPSG:4326 transform)"
+            "line, an EPSG:4326 transform or an RPC)"
         )
     geometry: dict[str, Any] = dict(mapping(shapely.geometry.polygon.orient(hull)))
     return {"type": "Polygon", "coordinates": [[list(p) for p in geometry["coordinates"][0]]]}
+
+
+def _rpc_outline(meta: ProductMetadata) -> Polygon | None:
+    """The image corners in lon/lat through the product's RPC (at its reference height)."""
+    from rasterio.errors import RasterioError
+    from rasterio.rpc import RPC
+    from rasterio.transform import RPCTransformer
+
+    assert meta.rpc is not None
+    rows, cols = meta.file_shape
+    try:
+        rpc = RPC(**{str(k).lower(): v for k, v in meta.rpc.items()})
+        with RPCTransformer(rpc) as tr:
+            lon, lat = tr.xy(
+                [0, 0, rows, rows], [0, cols, cols, 0], zs=[rpc.height_off] * 4, offset="ul"
+            )
+    except (RasterioError, TypeError, ValueError):
+        return None
+    return Polygon(zip(lon, lat, strict=True))
 
 
 # --- accessors used by the cube build --------------------------------------------------------

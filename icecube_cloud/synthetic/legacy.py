@@ -47,12 +47,16 @@ def gcp_grid(spec: SyntheticSpec, n: int = GCP_GRID) -> list[GroundControlPoint]
     ]  # fmt: skip
 
 
-def write_legacy_grd(path: str | os.PathLike[str], spec: SyntheticSpec) -> Path:
+def write_legacy_grd(
+    path: str | os.PathLike[str], spec: SyntheticSpec, *, gcps: bool = True, rpc: bool = True
+) -> Path:
     """Write a legacy GRD GeoTIFF: uint16, no CRS, ICEYE tags, RPC, GCPs in EPSG:4326.
 
     Args:
         path: Output file (``.tif``); its name becomes ``PRODUCT_FILE``.
         spec: What to write.
+        gcps: Write the GCPs (``False``: a product located by its RPC alone).
+        rpc: Write the RPC namespace (an exact model of the same geometry as the GCPs).
     """
     out = Path(path)
     fields = common_fields(spec, "GRD", out.name)
@@ -67,8 +71,10 @@ def write_legacy_grd(path: str | os.PathLike[str], spec: SyntheticSpec) -> Path:
         ) as dst:
             dst.write(grd_pixels(spec), 1)
             dst.update_tags(**tags)
-            dst.gcps = (gcp_grid(spec), CRS.from_epsg(4326))
-            dst.rpcs = RPC(**rpc_coefficients(spec))
+            if gcps:
+                dst.gcps = (gcp_grid(spec), CRS.from_epsg(4326))
+            if rpc:
+                dst.rpcs = RPC(**rpc_coefficients(spec))
     return out
 
 

@@ -154,7 +154,11 @@ def cog_transform(spec: SyntheticSpec) -> tuple[float, float, float, float, floa
 
 
 def rpc_coefficients(spec: SyntheticSpec) -> dict[str, float | list[float]]:
-    """Exact (linear) RPC of the geometry: lon/lat -> line (azimuth) / sample (range)."""
+    """Exact (linear) RPC of the geometry: lon/lat -> line (azimuth) / sample (range).
+
+    GDAL reads RPC line/sample with 0 at the *centre* of the first pixel (its GCPs and :func:`geo`
+    put 0 at its edge), so the offsets are half a pixel less than the image centre.
+    """
     v_az, v_rg = axis_vectors(spec)
     inverse = np.linalg.inv(np.column_stack([v_az, v_rg]))  # (lon, lat) offsets -> (az, rg)
     n_az, n_rg = spec.shape
@@ -167,8 +171,8 @@ def rpc_coefficients(spec: SyntheticSpec) -> dict[str, float | list[float]]:
         return [0.0, row[0] * long_scale / scale, row[1] * lat_scale / scale] + [0.0] * 17
 
     return {
-        "line_off": n_az / 2,
-        "samp_off": n_rg / 2,
+        "line_off": n_az / 2 - 0.5,
+        "samp_off": n_rg / 2 - 0.5,
         "lat_off": spec.center_lat,
         "long_off": spec.center_lon,
         "height_off": 100.0,

@@ -29,12 +29,17 @@ def write_product(
     flavour: Flavour,
     *,
     iq_dtype: IQDtype = "int16",
+    gcps: bool = True,
+    rpc: bool = True,
 ) -> Path:
-    """Write one product of ``flavour`` into ``folder``; returns the data file."""  # fmt: skip
+    """Write one product of ``flavour`` into ``folder``; returns the data file.
+
+    ``gcps`` and ``rpc`` choose the geolocation a legacy GRD carries (:func:`write_legacy_grd`).
+    """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     if flavour == "legacy-grd":
-        return write_legacy_grd(out / f"{spec.product_id}.tif", spec)
+        return write_legacy_grd(out / f"{spec.product_id}.tif", spec, gcps=gcps, rpc=rpc)
     if flavour == "legacy-slc":
         return write_legacy_slc(out / f"{spec.product_id}.h5", spec, iq_dtype)
     level: Literal["GRD", "SLC"] = "GRD" if flavour == "grd-cog" else "SLC"
@@ -102,6 +107,8 @@ def make_stack(
     iq_dtype: IQDtype = "int16",
     jitter_m: float = 0.0,
     shapes: Sequence[tuple[int, int]] | None = None,
+    gcps: bool = True,
+    rpc: bool = True,
     **overrides: Any,
 ) -> list[SyntheticSpec]:
     """Write a stack of ``n`` products and return their specs (in time order).
@@ -125,6 +132,8 @@ def make_stack(
         iq_dtype: I/Q dtype of legacy SLC products.
         jitter_m: Shift each product's scene centre by up to this many metres east and north.
         shapes: Explicit (azimuth, range) shape per product (instead of ``shape``).
+        gcps: Legacy GRDs carry GCPs (``False``: located by their RPC alone).
+        rpc: Legacy GRDs carry an RPC namespace.
         **overrides: Further :class:`SyntheticSpec` fields applied to every product (e.g.
             ``targets=SceneTargets()`` for water bodies and targets).
     """
@@ -133,5 +142,5 @@ def make_stack(
         incidence_angles=incidence_angles, jitter_m=jitter_m, shapes=shapes, **overrides,
     )  # fmt: skip
     for spec in specs:
-        write_product(folder, spec, flavour, iq_dtype=iq_dtype)
+        write_product(folder, spec, flavour, iq_dtype=iq_dtype, gcps=gcps, rpc=rpc)
     return specs

@@ -64,7 +64,8 @@ def read_source_info(source: SourceRef, storage_options: Mapping[str, Any] | Non
     Runs on a worker, once per source, before anything is written (builds, updates, references).
 
     Raises:
-        ProductError: The file cannot be read, or its shape differs from its catalog entry.
+        ProductError: The file cannot be read, its shape differs from its catalog entry, or (for a
+            map grid) it has no geolocation.
     """
     meta = read_product(source.href, storage_options=storage_options, expected=source.format)
     if meta.shape != source.shape:
@@ -72,6 +73,12 @@ def read_source_info(source: SourceRef, storage_options: Mapping[str, Any] | Non
             source.href,
             f"image is {meta.shape[0]}x{meta.shape[1]} but item {source.item_id!r} says "
             f"{source.shape[0]}x{source.shape[1]}",
+        )
+    located = (meta.transform is not None and meta.crs is not None) or meta.gcps or meta.rpc
+    if source.grid is not None and not located:
+        raise ProductError(
+            source.href,
+            "no geolocation (no CRS and transform, no GCPs, no RPC): cannot put it on a map grid",
         )
     return json.dumps(dict(meta.metadata), sort_keys=True, default=str)
 

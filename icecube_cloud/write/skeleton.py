@@ -23,9 +23,9 @@ import xarray as xr
 import zarr
 import zarr.codecs
 
-from icecube_cloud.labels.cube import flag_attrs, label_vectors
+from icecube_cloud.labels.cube import flag_attrs, label_vectors, map_vectors, on_map
 from icecube_cloud.labels.geometry import pixel_geometry_to_crs
-from icecube_cloud.model import Compression
+from icecube_cloud.model import Compression, SourceRef
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.products import read_product
 from icecube_cloud.storage import StorageTarget, is_remote
@@ -270,7 +270,8 @@ def label_vectors_of(
     """Per time slice, the vector labels of its product (WKT, class).
 
     In the product's pixel coordinates (x = range, y = azimuth), or, on a map grid, in the grid's CRS
-    (mapped through each product's geolocation, whose header is read here).
+    (labels given in lon/lat transformed straight to it; pixel labels mapped through each
+    product's geolocation, whose header is read here).
     """
     if plan.labels is None:
         return None
@@ -281,14 +282,33 @@ def label_vectors_of(
         if src is None or src.item_id not in items:
             out.append([])
             continue
-        pairs = label_vectors(
-            [pystac.Item.from_dict(dict(d)) for d in items[src.item_id]], storage_options
-        )
-        if plan.grid is not None and pairs:
-            meta = read_product(src.href, storage_options=storage_options, expected=src.format)
-            pairs = [
-                (pixel_geometry_to_crs(meta, shapely.from_wkt(wkt), plan.grid.crs_wkt).wkt, name)
-                for wkt, name in pairs
-            ]
-        out.append(pairs)
+        label_items = [pystac.Item.from_dict(dict(d)) for d in items[src.item_id]]
+        if plan.grid is None:
+            out.append(label_vectors(label_items, storage_options))
+        else:
+            out.append(_grid_vectors(label_items, src, plan.grid.crs_wkt, storage_options))
+    return out
+
+
+def _grid_vectors(
+    label_items: Sequence[pystac.Item],
+    src: SourceRef,
+    crs_wkt: str,
+    storage_options: Mapping[str, Any],
+) -> list[tuple[str, str]]:
+    """(WKT in the grid's CRS, class) of one product's labels, in item and file order.
+
+    Lon/lat labels are transformed straight to the CRS, pixel labels through the product's
+    geolocation (its header read once, when needed).
+    """
+    out: list[tuple[str, str]] = []
+    meta = None
+    for item in label_items:
+        if on_map(item):
+            out.extend((g.wkt, name) for g, name in map_vectors(item, crs_wkt, storage_options))
+            continue
+        for wkt, name in label_vectors([item], storage_options):
+            if meta is None:
+                meta = read_product(src.href, storage_options=storage_options, expected=src.format)
+            out.append((pixel_geometry_to_crs(meta, shapely.from_wkt(wkt), crs_wkt).wkt, name))
     return out
