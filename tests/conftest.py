@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import shared_resources
@@ -130,3 +132,73 @@ def moto_s3() -> Iterator[object]:
 
     with MotoServer(auth=True) as server:
         yield server
+
+
+# --- Cubes for the training tests (test_58, test_59; issue #15) -------------------------------------
+
+TRAIN_START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
+TRAIN_FIELD = (-6.25418, 37.44588, -6.25382, 37.44612)
+"""A ~32 x 27 m lon/lat box at the synthetic scenes' centre, labelled "field"."""
+
+
+def _labelled_catalog(root: Path, **stack: Any) -> str:
+    from shapely.geometry import box, mapping
+
+    from icecube_cloud.ingest import ingest
+    from icecube_cloud.labels import ingest_labels
+    from icecube_cloud.synthetic import make_stack
+
+    make_stack(root / "products", start=TRAIN_START, **stack)
+    cat = str(root / "cat")
+    ingest([str(root / "products")], cat)
+    feature = {
+        "type": "Feature",
+        "properties": {"class": "field"},
+        "geometry": mapping(box(*TRAIN_FIELD)),
+    }
+    (root / "labels.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": [feature]})
+    )
+    ingest_labels(str(root / "labels.geojson"), cat)
+    return cat
+
+
+@pytest.fixture(scope="session")
+def grd_cube(tmp_path_factory: pytest.TempPathFactory, dask_scheduler: str) -> str:
+    """SAR-geometry GRD cube, 6 slices of which 2 are gaps (2-day bins), labels, chunks 128²."""
+    from icecube_cloud.build import build_cube
+
+    root = tmp_path_factory.mktemp("train-grd")
+    cat = _labelled_catalog(root, n=4, days=12, shape=(300, 260), flavour="legacy-grd")
+    cfg = {"temporal_resolution": 2, "labels": True, "chunks": {"azimuth": 128, "range": 128}}
+    build_cube(cat, cfg, str(root / "cube.zarr"), scheduler=dask_scheduler)
+    return str(root / "cube.zarr")
+
+
+@pytest.fixture(scope="session")
+def slc_cube(tmp_path_factory: pytest.TempPathFactory, dask_scheduler: str) -> str:
+    """Legacy SLC cube of 3 slices, 96 x 80, labels."""
+    from icecube_cloud.build import build_cube
+
+    root = tmp_path_factory.mktemp("train-slc")
+    cat = _labelled_catalog(root, n=3, days=3, shape=(96, 80), flavour="legacy-slc")
+    out = str(root / "cube.zarr")
+    build_cube(cat, {"labels": True}, out, scheduler=dask_scheduler, register=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def map_cube(tmp_path_factory: pytest.TempPathFactory, dask_scheduler: str) -> str:
+    """Map-geometry cube of 3 jittered GRD COGs on a 1.5 m UTM grid, labels, chunks 64²."""
+    from icecube_cloud.build import build_cube
+
+    root = tmp_path_factory.mktemp("train-map")
+    cat = _labelled_catalog(
+        root, n=3, days=3, flavour="grd-cog", seed=5, jitter_m=40.0,
+        shapes=[(180, 150), (160, 170), (200, 140)],
+        pixel_spacing_range=1.0, pixel_spacing_azimuth=1.0,
+    )  # fmt: skip
+    out = str(root / "cube.zarr")
+    cfg = {"grid": {"resolution": 1.5}, "labels": True, "chunks": {"azimuth": 64, "range": 64}}
+    build_cube(cat, cfg, out, scheduler=dask_scheduler, register=False)
+    return out

@@ -2,71 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
-from shapely.geometry import box, mapping
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.cube import open_cube
 from icecube_cloud.errors import DataError, UsageError
 from icecube_cloud.ingest import ingest
-from icecube_cloud.labels import ingest_labels
 from icecube_cloud.ml import PatchDataset, Region, calibrate, split_regions
 from icecube_cloud.synthetic import make_stack
-
-START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
-FIELD = box(-6.25418, 37.44588, -6.25382, 37.44612)  # ~32 x 27 m at the synthetic scenes' centre
-
-
-def _labelled_catalog(root: Path, **stack: object) -> str:
-    make_stack(root / "products", start=START, **stack)  # type: ignore[arg-type]
-    cat = str(root / "cat")
-    ingest([str(root / "products")], cat)
-    feature = {"type": "Feature", "properties": {"class": "field"}, "geometry": mapping(FIELD)}
-    (root / "labels.geojson").write_text(
-        json.dumps({"type": "FeatureCollection", "features": [feature]})
-    )
-    ingest_labels(str(root / "labels.geojson"), cat)
-    return cat
-
-
-@pytest.fixture(scope="module")
-def grd_cube(tmp_path_factory: pytest.TempPathFactory, dask_scheduler: str) -> str:
-    """SAR-geometry GRD cube, 6 slices of which 2 are gaps (2-day bins), labels, chunks 128²."""
-    root = tmp_path_factory.mktemp("train-grd")
-    cat = _labelled_catalog(root, n=4, days=12, shape=(300, 260), flavour="legacy-grd")
-    cfg = {"temporal_resolution": 2, "labels": True, "chunks": {"azimuth": 128, "range": 128}}
-    build_cube(cat, cfg, str(root / "cube.zarr"), scheduler=dask_scheduler, register=False)
-    return str(root / "cube.zarr")
-
-
-@pytest.fixture(scope="module")
-def slc_cube(tmp_path_factory: pytest.TempPathFactory, dask_scheduler: str) -> str:
-    root = tmp_path_factory.mktemp("train-slc")
-    cat = _labelled_catalog(root, n=3, days=3, shape=(96, 80), flavour="legacy-slc")
-    out = str(root / "cube.zarr")
-    build_cube(cat, {"labels": True}, out, scheduler=dask_scheduler, register=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def map_cube(tmp_path_factory: pytest.TempPathFactory, dask_scheduler: str) -> str:
-    root = tmp_path_factory.mktemp("train-map")
-    cat = _labelled_catalog(
-        root, n=3, days=3, flavour="grd-cog", seed=5, jitter_m=40.0,
-        shapes=[(180, 150), (160, 170), (200, 140)],
-        pixel_spacing_range=1.0, pixel_spacing_azimuth=1.0,
-    )  # fmt: skip
-    out = str(root / "cube.zarr")
-    cfg = {"grid": {"resolution": 1.5}, "labels": True, "chunks": {"azimuth": 64, "range": 64}}
-    build_cube(cat, cfg, out, scheduler=dask_scheduler, register=False)
-    return out
 
 
 def test_calibration_follows_the_formula_and_floors(grd_cube):
@@ -310,7 +256,7 @@ def test_bad_arguments_name_what_is_wrong(grd_cube, slc_cube, tmp_path):
 
 
 def test_unlabelled_cube_needs_label_none(tmp_path, dask_scheduler):
-    make_stack(tmp_path / "p", n=2, shape=(40, 40), start=START, flavour="legacy-grd")
+    make_stack(tmp_path / "p", n=2, shape=(40, 40), flavour="legacy-grd")
     ingest([str(tmp_path / "p")], str(tmp_path / "cat"))
     out = str(tmp_path / "c.zarr")
     build_cube(str(tmp_path / "cat"), {}, out, scheduler=dask_scheduler, register=False)

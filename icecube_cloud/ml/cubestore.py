@@ -19,7 +19,7 @@ import numpy.typing as npt
 import zarr
 
 from icecube_cloud.errors import DataError, UsageError
-from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
+from icecube_cloud.storage import StorageOptions, StorageTarget, normalise_url, public_url
 from icecube_cloud.write.journal import STATUS_ATTR
 
 
@@ -101,7 +101,7 @@ def read_layout(url: str, storage_options: Mapping[str, Any] | None = None) -> C
         return np.asarray(group[name][...], dtype=dtype)  # type: ignore[index]
 
     return CubeLayout(
-        url=public_url(url),
+        url=public_url(normalise_url(url)),
         variable=variable,
         dims=(str(dims[0]), str(dims[1]), str(dims[2])),
         shape=(int(pixels.shape[0]), int(pixels.shape[1]), int(pixels.shape[2])),

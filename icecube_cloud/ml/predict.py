@@ -5,10 +5,22 @@ input slice; gap slices store nothing. The output is written like a build (:mod:
 refused when something foreign is there, one writer (the lease), a pending record before any array,
 one marker per finished slice (a rerun of the same prediction resumes), and the root document last —
 plain readers see nothing until every slice is written.
+
+The model gets batches shaped like :class:`~icecube_cloud.ml.PatchDataset`'s ``x``:
+``(batch, times, size, size)`` (``input="complex"``: ``(batch, times, 2, size, size)``) and returns
+``(batch, channels, size, size)`` (or ``(batch, size, size)``). One channel is stored as float32,
+several as the uint8 index of the largest (argmax). Tiles overlap by ``2 * overlap`` pixels and each
+keeps only its centre, so tile seams do not show; tiles at the image's edges keep the edge. With
+``times > 1`` the prediction of slice ``t`` comes from slices ``t - times + 1 … t`` (all images);
+other slices store nothing, as gap slices. The variable ``prediction`` lies on the input's dims and
+coordinates (``valid`` says which slices hold one). The result is registered as a STAC item
+(collection ``icecube-cubes``) whose ``derived_from`` link names the input cube's item, in
+``stac_url`` or else the catalog the input cube was built from.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -124,6 +136,54 @@ def _targets(layout: CubeLayout, times: int) -> list[int]:
     return [int(t) + times - 1 for t in starts]
 
 
+def _predict_one(
+    t: int,
+    *,
+    model: torch.nn.Module,
+    reader: CubeReader,
+    layout: CubeLayout,
+    input: str,
+    floor_db: float,
+    times: int,
+    size: int,
+    overlap: int,
+    batch_size: int,
+    device: str,
+) -> npt.NDArray[Any]:
+    """The prediction of slice ``t`` (from slices ``t - times + 1 … t``)."""
+    span = slice(t - times + 1, t + 1)
+    pixels = reader.pixels(span, slice(None), slice(None))
+    x = input_array(
+        pixels, layout.calibration_factor[span], layout.incidence_angle[span], input, floor_db
+    )
+    return predict_slice(model, x, size=size, overlap=overlap, batch_size=batch_size, device=device)
+
+
+def _prepare(
+    cube: str,
+    storage_options: Mapping[str, Any] | None,
+    input: str,
+    size: int,
+    overlap: int,
+    batch_size: int,
+    times: int,
+) -> tuple[CubeLayout, list[int]]:
+    """Check the arguments against the cube before any work; the layout and the slices to predict."""
+    if input not in INPUTS:
+        raise UsageError(f"input={input!r}: expected one of {', '.join(INPUTS)}")
+    if batch_size < 1 or times < 1:
+        raise UsageError(f"batch_size={batch_size}, times={times}: expected numbers >= 1")
+    layout = read_layout(cube, storage_options)
+    if input == "complex" and not layout.is_complex:
+        raise UsageError(f"input='complex' needs an SLC cube; {layout.url} holds GRD amplitude")
+    tile_spans(layout.shape[1], size, overlap)  # fail before any work when tiles cannot fit
+    tile_spans(layout.shape[2], size, overlap)
+    targets = _targets(layout, times)
+    if not targets:
+        raise UsageError(f"{layout.url} has no {times} consecutive image slices to predict from")
+    return layout, targets
+
+
 def predict_cube(
     model: torch.nn.Module,
     cube: str,
@@ -144,18 +204,8 @@ def predict_cube(
 ) -> PredictionResult:
     """Run ``model`` over every valid slice of ``cube`` and write a cube of its predictions at ``out``.
 
-    The model gets batches shaped like :class:`~icecube_cloud.ml.PatchDataset`'s ``x``:
-    ``(batch, times, size, size)`` (``input="complex"``: ``(batch, times, 2, size, size)``) and
-    returns ``(batch, channels, size, size)`` (or ``(batch, size, size)``). One channel is stored as
-    float32, several as the uint8 index of the largest (argmax). Tiles overlap by ``2 * overlap``
-    pixels and each keeps only its centre, so tile seams do not show; tiles at the image's edges
-    keep the edge. With ``times > 1`` the prediction of slice ``t`` comes from slices
-    ``t - times + 1 … t`` (all images); other slices store nothing, as gap slices.
-
-    The output variable is ``prediction`` on the input's dims and coordinates (``valid`` says which
-    slices hold one), written atomically like a build; the result is registered as a STAC item
-    (collection ``icecube-cubes``) whose ``derived_from`` link names the input cube, in ``stac_url``
-    or else the catalog the input cube was built from (``register=False`` skips it).
+    The model gets batches like ``PatchDataset``'s ``x``; the module docstring says how tiles,
+    classes, gaps, the write and the STAC item work.
 
     Args:
         model: A ``torch.nn.Module``; put in eval mode and moved to ``device``.
@@ -180,35 +230,18 @@ def predict_cube(
             shape.
         DataError: The input cube is missing or incomplete.
     """
-    if input not in INPUTS:
-        raise UsageError(f"input={input!r}: expected one of {', '.join(INPUTS)}")
-    if batch_size < 1 or times < 1:
-        raise UsageError(f"batch_size={batch_size}, times={times}: expected numbers >= 1")
     start = time.perf_counter()
-    layout = read_layout(cube, storage_options)
-    if input == "complex" and not layout.is_complex:
-        raise UsageError(f"input='complex' needs an SLC cube; {layout.url} holds GRD amplitude")
-    tile_spans(layout.shape[1], size, overlap)  # fail before any work when tiles cannot fit
-    tile_spans(layout.shape[2], size, overlap)
-    targets = _targets(layout, times)
-    if not targets:
-        raise UsageError(f"{layout.url} has no {times} consecutive image slices to predict from")
+    layout, targets = _prepare(cube, storage_options, input, size, overlap, batch_size, times)
     model.eval()
     model.to(device)
     settings = {"cube": layout.url, "size": size, "overlap": overlap, "input": input,
                 "times": times, "floor_db": floor_db}  # fmt: skip
     reader = CubeReader(cube, layout.variable, None, storage_options or {})
 
-    def predict(t: int) -> npt.NDArray[Any]:
-        span = slice(t - times + 1, t + 1)
-        pixels = reader.pixels(span, slice(None), slice(None))
-        x = input_array(
-            pixels, layout.calibration_factor[span], layout.incidence_angle[span], input, floor_db
-        )
-        return predict_slice(
-            model, x, size=size, overlap=overlap, batch_size=batch_size, device=device
-        )
-
+    predict = functools.partial(
+        _predict_one, model=model, reader=reader, layout=layout, input=input, floor_db=floor_db,
+        times=times, size=size, overlap=overlap, batch_size=batch_size, device=device,
+    )  # fmt: skip
     first = predict(targets[0])  # the model's output decides the variable's dtype
     store = PredictionStore.open(
         out, storage_options, overwrite=overwrite, fingerprint=_fingerprint(model, settings)
@@ -220,10 +253,8 @@ def predict_cube(
             if not writer.is_done(t):
                 writer.write(t, first if k == 0 else predict(t))
             progress("predict", k + 1, len(targets))
-    item_id = None
-    if register:
-        item_id = store.register(stac_url or str(layout.attrs.get("icecube_cloud_search", {})
-                                                 .get("catalog", "")), cube)  # fmt: skip
+    catalog = stac_url or str(layout.attrs.get("icecube_cloud_search", {}).get("catalog", ""))
+    item_id = store.register(catalog, cube) if register else None
     log.info("predicted %d slices of %s into %s", len(targets), layout.url, public_url(out))
     return PredictionResult(
         url=store.url,

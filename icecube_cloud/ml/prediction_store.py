@@ -77,9 +77,10 @@ def prediction_dataset(
         "prediction": {
             "chunks": chunks,
             "compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
-            "_FillValue": np.float32(np.nan) if floating else np.uint8(0),
         }
     }
+    if floating:  # classes: zarr's fill 0 without a CF _FillValue, so they read as uint8
+        encoding["prediction"]["_FillValue"] = np.float32(np.nan)
     return out, encoding
 
 
