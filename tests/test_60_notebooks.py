@@ -73,8 +73,8 @@ def test_demo_cloud(tmp_path, stac_api):
 
 
 def test_map_cube_notebook(tmp_path):
-    """04: a map-geometry cube of a non-coregistered stack with labels, on a lon/lat plot (local only)."""
-    notebook = nbformat.read(NOTEBOOKS / "04_map_cube_with_labels.ipynb", as_version=4)
+    """05: a map-geometry cube of a non-coregistered stack with labels, on a lon/lat plot (local only)."""
+    notebook = nbformat.read(NOTEBOOKS / "05_map_cube_with_labels.ipynb", as_version=4)
     client = NotebookClient(
         notebook, timeout=300, kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
