@@ -5,8 +5,9 @@ shared LocalCluster, and each cube is then read the way a training loader reads 
 
 * build: whole ``build_cube`` time → MiB/s of pixels; stored bytes and objects of ``amplitude``;
 * patch reads: random 256² windows (aligned to the patch grid, and at random offsets) read with raw
-  zarr (``zarr.open_array``, no dask), in one thread and in a 2-thread pool → patches/s; every layout
-  reads the same windows and must return the same pixels;
+  zarr (``zarr.open_array``, no dask), in one thread, in a 2-thread pool, and in 2 processes (as a
+  ``DataLoader``'s workers read) → patches/s; every layout reads the same windows and must return
+  the same pixels; the reads come in blocks that visit every layout in turn;
 * ``xr.open_zarr`` (plain, default dask chunks: the inner chunks): a few random patches equal the raw
   reads, and the time to load one whole time slice (what an analysis or a quicklook does).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -35,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +46,11 @@ import xarray as xr
 import zarr
 
 from benchmarks import run as suite
+from benchmarks.patch_reader import Window, read_patch
 from benchmarks.stacks import StackSize, catalogue, generate
 from icecube_cloud.build import build_cube
 
 log = logging.getLogger("benchmarks.bench_layout")
-
-Window = tuple[int, int, int]
-"""(time, row, col) of a patch's top-left pixel."""
 
 
 def layouts(chunk: int, patch: int) -> dict[str, dict[str, Any]]:
@@ -81,22 +81,47 @@ def patch_windows(
     return [(int(a), int(b), int(c)) for a, (b, c) in zip(t, rc, strict=True)]
 
 
-def read_rate(
-    array: zarr.Array[Any], windows: Sequence[Window], patch: int, threads: int
-) -> tuple[float, int]:
-    """Patches per second reading ``windows`` of ``array`` (raw zarr), and a checksum of the pixels."""
+READERS = ("1t", "2t", "2p")
+"""One thread; a pool of 2 threads (one zarr event loop); 2 processes (as a DataLoader's workers)."""
 
-    def one(w: Window) -> int:
-        t, r, c = w
-        return int(array[t, r : r + patch, c : c + patch].sum(dtype=np.int64))
 
-    t0 = time.perf_counter()
-    if threads == 1:
-        sums = [one(w) for w in windows]
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            sums = list(pool.map(one, windows))
-    return len(windows) / (time.perf_counter() - t0), sum(sums)
+def read_rates(
+    cubes: dict[str, str],
+    windows: Sequence[Window],
+    patch: int,
+    pools: tuple[ThreadPoolExecutor, ProcessPoolExecutor],
+    block: int = 50,
+) -> dict[str, dict[str, tuple[float, int]]]:
+    """Per reader and cube: patches/s reading ``windows``, and the sum of the pixels read.
+
+    The windows are read in blocks, each block by every cube in turn (the first cube rotating), so
+    that the machine's noise falls on every layout alike.
+    """
+    out: dict[str, dict[str, tuple[float, int]]] = {}
+    threads, procs = pools
+    names = list(cubes)
+    for cube in cubes.values():  # every reader opens every cube before timing
+        list(map(read_patch, [cube] * 4, windows[:4], [patch] * 4))
+        list(procs.map(read_patch, [cube] * 4, windows[:4], [patch] * 4))
+    for reader in READERS:
+        seconds = dict.fromkeys(cubes, 0.0)
+        sums = dict.fromkeys(cubes, 0)
+        for k in range(0, len(windows), block):
+            part = windows[k : k + block]
+            first = k // block % len(names)
+            for name in names[first:] + names[:first]:
+                args = ([cubes[name]] * len(part), part, [patch] * len(part))
+                t0 = time.perf_counter()
+                if reader == "1t":
+                    got = list(map(read_patch, *args))
+                elif reader == "2t":
+                    got = list(threads.map(read_patch, *args))
+                else:
+                    got = list(procs.map(read_patch, *args, chunksize=max(1, len(part) // 8)))
+                seconds[name] += time.perf_counter() - t0
+                sums[name] += sum(got)
+        out[reader] = {n: (len(windows) / seconds[n], sums[n]) for n in cubes}
+    return out
 
 
 def stored(cube: Path, variable: str = "amplitude") -> tuple[int, int]:
@@ -125,6 +150,7 @@ def one_round(
     scheduler: str,
     reads: dict[str, list[Window]],
     patch: int,
+    pools: tuple[ThreadPoolExecutor, ProcessPoolExecutor],
 ) -> dict[str, dict[str, Any]]:
     """Build every layout once, then read every cube; per layout the measurements of this round."""
     out: dict[str, dict[str, Any]] = {}
@@ -143,22 +169,20 @@ def one_round(
             "objects": objects,
             "cube": cube,
         }
+    cubes = {name: str(row["cube"]) for name, row in out.items()}
+    for kind, windows in reads.items():
+        for reader, by_cube in read_rates(cubes, windows, patch, pools).items():
+            for name, (rate, checksum) in by_cube.items():
+                out[name][f"{kind}_{reader}"] = rate
+                out[name][f"{kind}_checksum"] = checksum
     for row in out.values():
         array = zarr.open_array(store=str(row["cube"]), path="amplitude", mode="r")
-        for kind, windows in reads.items():
-            for threads in (1, 2):
-                rate, checksum = read_rate(array, windows, patch, threads)
-                row[f"{kind}_{threads}t"] = rate
-                row[f"{kind}_checksum"] = checksum
-        row["xr_slice_s"] = check_xarray(row["cube"], array, reads["aligned"], patch)
-        row.pop("cube")
+        row["xr_slice_s"] = check_xarray(row.pop("cube"), array, reads["aligned"], patch)
     return out
 
 
-METRICS = (
-    "build_mibs", "stored_bytes", "objects",
-    "aligned_1t", "aligned_2t", "unaligned_1t", "unaligned_2t", "xr_slice_s",
-)  # fmt: skip
+READS = tuple(f"{kind}_{reader}" for kind in ("aligned", "unaligned") for reader in READERS)
+METRICS = ("build_mibs", "stored_bytes", "objects", *READS, "xr_slice_s")
 
 
 def summarise(rounds: Sequence[dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -186,9 +210,10 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown: medians, with the ratio to today's layout in parentheses."""
     head = (
         "| layout | build MiB/s | stored MiB | objects | aligned 1 thread | aligned 2 threads "
-        "| unaligned 1 thread | unaligned 2 threads | xr.open_zarr slice (s) |"
+        "| aligned 2 processes | unaligned 1 thread | unaligned 2 threads | unaligned 2 processes "
+        "| xr.open_zarr slice (s) |"
     )
-    lines = [head, "|" + "---|" * 9]
+    lines = [head, "|" + "---|" * 11]
 
     def cell(r: dict[str, Any], m: str, fmt: Callable[[float], str]) -> str:
         return f"{fmt(r[m])} ({r[m + '_ratio']:.2f}×)"
@@ -197,10 +222,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['layout']} | {cell(r, 'build_mibs', '{:.0f}'.format)} "
             f"| {cell(r, 'stored_bytes', lambda v: f'{v / 2**20:.0f}')} | {r['objects']:.0f} "
-            + " ".join(
-                f"| {cell(r, m, '{:.0f}'.format)}"
-                for m in ("aligned_1t", "aligned_2t", "unaligned_1t", "unaligned_2t")
-            )
+            + " ".join(f"| {cell(r, m, '{:.0f}'.format)}" for m in READS)
             + f" | {cell(r, 'xr_slice_s', '{:.2f}'.format)} |"
         )
     return "\n".join(lines)
@@ -221,12 +243,18 @@ def run_layouts(args: argparse.Namespace) -> list[dict[str, Any]]:
         products = generate(tmp / "stack", "grd", size)
         stack = catalogue(products, tmp, "grd", size)
         rounds = []
-        with suite._cluster(args.workers) as client:
+        spawn = multiprocessing.get_context("spawn")
+        with (
+            suite._cluster(args.workers) as client,
+            ThreadPoolExecutor(2) as threads,
+            ProcessPoolExecutor(2, mp_context=spawn) as procs,
+        ):
+            address = client.scheduler.address
             for k in range(args.rounds):
                 log.info("round %d of %d", k + 1, args.rounds)
                 rounds.append(
                     one_round(
-                        stack.catalog, tmp, configs, client.scheduler.address, reads, args.patch
+                        stack.catalog, tmp, configs, address, reads, args.patch, (threads, procs)
                     )
                 )
     finally:
