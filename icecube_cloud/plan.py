@@ -133,7 +133,7 @@ class CubePlan:
 
     @property
     def chunk_grid(self) -> tuple[int, int]:
-        """Number of chunks along (azimuth, range)."""
+        """Number of stored objects (chunks, or shards) along (azimuth, range)."""
         return (
             math.ceil(self.shape[0] / self.chunks[0]),
             math.ceil(self.shape[1] / self.chunks[1]),
@@ -141,7 +141,7 @@ class CubePlan:
 
     @property
     def n_chunks(self) -> int:
-        """Pixel chunks the build writes (gap slices write none)."""
+        """Pixel objects (chunks, or shards) the build writes (gap slices write none)."""
         naz, nrg = self.chunk_grid
         return (len(self.slices) - self.n_gaps) * naz * nrg
 
