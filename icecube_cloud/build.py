@@ -141,6 +141,7 @@ def search_and_plan(
     plan = make_plan(
         axis,
         chunks=cfg.chunks,
+        shards=cfg.shards,
         attrs=attrs,
         compression=cfg.compression,
         labels=labels,
@@ -211,11 +212,17 @@ def build_cube(
 
     Raises:
         UsageError: ``readers`` given for a ``kerchunk`` cube (its readers are its users'), or a
-            ``kerchunk`` cube asked for on a map grid.
+            ``kerchunk`` cube asked for on a map grid or with config ``shards``.
     """
     if readers and format == "kerchunk":
         raise UsageError("readers apply to zarr builds; a kerchunk cube copies no pixel")
-    planned = search_and_plan(stac_url, _as_config(config), storage_options, allowed_hrefs)
+    cfg = _as_config(config)
+    if cfg.shards is not None and format == "kerchunk":
+        raise UsageError(
+            "config shards: a kerchunk cube references the products' own strips and tiles (a Zarr v2 "
+            "layout, which has no shards); build it with --format zarr, or drop shards"
+        )
+    planned = search_and_plan(stac_url, cfg, storage_options, allowed_hrefs)
     if planned.plan.grid is not None and format == "kerchunk":
         raise UsageError(
             "a map-geometry cube (config grid) holds warped pixels, which references to the "

@@ -24,6 +24,7 @@ from icecube_cloud.model import (
     BLOSC_NAMES,
     BLOSC_SHUFFLES,
     COLLECTION_OF_LEVEL,
+    DEFAULT_CHUNK,
     Chunks,
     Compression,
     GridSpec,
@@ -68,7 +69,10 @@ class CubeConfig:
     labels: str | bool = False
     """Label collection id, ``True`` (labels linked to the products), or ``False`` (no labels)."""
     chunks: Chunks | None = None
-    """Chunk sizes; ``None`` lets the planner decide."""
+    """Chunk sizes (what readers decode); ``None`` lets the planner decide."""
+    shards: Chunks | None = None
+    """Shard sizes (Zarr v3 sharding: each stored object holds whole chunks, indexed); ``None``: one
+    object per chunk."""
     compression: Compression | None = None
     """Codec of the pixel variable; ``None``: the default :class:`Compression`."""
     grid: GridSpec | None = None
@@ -106,6 +110,8 @@ class CubeConfig:
             out["labels"] = self.labels
         if self.chunks is not None:
             out["chunks"] = self.chunks.to_dict()
+        if self.shards is not None:
+            out["shards"] = self.shards.to_dict()
         if self.compression is not None:
             out["compression"] = self.compression.to_dict()
         if self.grid is not None:
@@ -226,7 +232,9 @@ def _parse_chunks(key: str, value: Any) -> Chunks:
         raise ConfigError(key, f"missing {sorted(missing)} (both azimuth and range are required)")
     time_ = value.get("time")
     if time_ is not None and _parse_positive_int(f"{key}.time", time_) != 1:
-        raise ConfigError(f"{key}.time", f"a time chunk is one image; expected 1, got {time_!r}")
+        raise ConfigError(
+            f"{key}.time", f"a {key[:-1]} holds one image along time; expected 1, got {time_!r}"
+        )
     return Chunks(
         azimuth=_parse_positive_int(f"{key}.azimuth", value["azimuth"]),
         range=_parse_positive_int(f"{key}.range", value["range"]),
@@ -277,12 +285,26 @@ _PARSERS: dict[str, Any] = {
     "filter": _parse_filter,
     "labels": _parse_labels,
     "chunks": _parse_chunks,
+    "shards": _parse_chunks,
     "compression": _parse_compression,
     "grid": parse_grid,
 }
 
 CONFIG_KEYS: tuple[str, ...] = tuple(_PARSERS)
 """Every valid config key."""
+
+
+def _check_shards(shards: Chunks, chunks: Chunks | None) -> None:
+    """A shard holds whole chunks: each shard edge is a multiple of the chunk edge."""
+    for dim in ("azimuth", "range"):
+        edge = chunks[dim] if chunks is not None else DEFAULT_CHUNK
+        if shards[dim] % edge:
+            default = "" if chunks is not None else " (the default; set chunks to change it)"
+            raise ConfigError(
+                f"shards.{dim}",
+                f"a shard holds whole chunks: {shards[dim]} is not a multiple of the chunk edge "
+                f"{edge}{default}",
+            )
 
 
 def _check_map_cube(values: Mapping[str, Any]) -> None:
@@ -320,6 +342,8 @@ def parse_config(obj: Mapping[str, Any]) -> CubeConfig:
         )
     if "grid" in values:
         _check_map_cube(values)
+    if "shards" in values:
+        _check_shards(values["shards"], values.get("chunks"))
     if "space_overlap" in values:
         warnings.warn(
             "config key 'space_overlap' is accepted for icecube compatibility and ignored",

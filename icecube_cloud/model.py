@@ -106,9 +106,17 @@ class SliceCoords:
     calibration_factor: float
 
 
+DEFAULT_CHUNK = 1024
+"""Default azimuth/range chunk edge: 1024² uint16 = 2 MiB raw per chunk, a size object stores serve
+efficiently, that ML loaders can read as patches, and that keeps one task's memory small."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Chunks(Mapping[str, int]):
-    """Zarr chunk sizes of the cube, in pixels (``time`` in slices); a read-only mapping too."""
+    """Zarr chunk (or shard) sizes of the cube, in pixels (``time`` in slices); a read-only mapping too.
+
+    On a map grid ``azimuth`` and ``range`` are the edges along ``y`` and ``x``.
+    """
 
     azimuth: int
     """Azimuth lines per chunk."""

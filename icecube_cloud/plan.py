@@ -20,6 +20,7 @@ import pystac
 
 from icecube_cloud.errors import CatalogError, SelectionError
 from icecube_cloud.model import (
+    DEFAULT_CHUNK,
     Chunks,
     Compression,
     MapGrid,
@@ -35,11 +36,6 @@ from icecube_cloud.stac.items import (
     item_format,
     item_physical_shape,
 )
-
-DEFAULT_CHUNK = 1024
-"""Default azimuth/range chunk edge: 1024² uint16 = 2 MiB raw per chunk, a size object stores serve
-efficiently, that ML loaders can read as patches, and that keeps one task's memory small."""
-
 
 PER_TIME_COORDS: tuple[str, ...] = (
     "acquisition_start",
@@ -99,7 +95,8 @@ class CubePlan:
     shape: tuple[int, int]
     """(azimuth, range) size of every image; ``(y, x)`` of the grid for a map-geometry cube."""
     chunks: tuple[int, int]
-    """Chunk edges along :attr:`dims`; the time chunk is always 1 (one image per chunk)."""
+    """Edges along :attr:`dims` of the stored objects: the chunks, or the shards of a sharded cube
+    (:attr:`inner_chunks`); each is written whole by one band task. The time edge is always 1."""
     slices: tuple[PlannedSlice, ...]
     """The time axis, ascending."""
     compression: Compression = field(default_factory=Compression)
@@ -110,6 +107,14 @@ class CubePlan:
     """Labels to rasterise into the cube (``labels``, ``label_geometry``, ``label_class``)."""
     grid: MapGrid | None = None
     """The map grid of a map-geometry cube (SPEC §6b); ``None``: SAR geometry."""
+    inner_chunks: tuple[int, int] | None = None
+    """A sharded cube (config ``shards``): the chunk edges inside each shard, the unit readers decode
+    (Zarr v3 ``sharding_indexed``); ``None``: every stored object is one chunk."""
+
+    @property
+    def read_chunks(self) -> tuple[int, int]:
+        """The chunk edges readers decode (Zarr's ``chunks``): the inner chunks of a sharded cube."""
+        return self.chunks if self.inner_chunks is None else self.inner_chunks
 
     @property
     def dims(self) -> tuple[str, str]:
@@ -128,7 +133,7 @@ class CubePlan:
 
     @property
     def chunk_grid(self) -> tuple[int, int]:
-        """Number of chunks along (azimuth, range)."""
+        """Number of stored objects (chunks, or shards) along (azimuth, range)."""
         return (
             math.ceil(self.shape[0] / self.chunks[0]),
             math.ceil(self.shape[1] / self.chunks[1]),
@@ -136,7 +141,7 @@ class CubePlan:
 
     @property
     def n_chunks(self) -> int:
-        """Pixel chunks the build writes (gap slices write none)."""
+        """Pixel objects (chunks, or shards) the build writes (gap slices write none)."""
         naz, nrg = self.chunk_grid
         return (len(self.slices) - self.n_gaps) * naz * nrg
 
@@ -168,7 +173,12 @@ class CubePlan:
             "variable": self.variable,
             "dtype": self.dtype,
             "shape": {"time": len(self.slices), **dict(zip(self.dims, self.shape, strict=True))},
-            "chunks": {"time": 1, **dict(zip(self.dims, self.chunks, strict=True))},
+            "chunks": {"time": 1, **dict(zip(self.dims, self.read_chunks, strict=True))},
+            **(
+                {}
+                if self.inner_chunks is None
+                else {"shards": {"time": 1, **dict(zip(self.dims, self.chunks, strict=True))}}
+            ),
             "compression": self.compression.to_dict(),
             "n_chunks": self.n_chunks,
             "nbytes": self.nbytes,
@@ -198,13 +208,17 @@ class CubePlan:
 
     def __str__(self) -> str:
         """A human-readable summary: layout, then one line per time slice."""
+        ca, cr = self.read_chunks
+        objects, sharded = "chunks", ""
+        if self.inner_chunks is not None:
+            objects, sharded = "shards", f" in shards (1, {self.chunks[0]}, {self.chunks[1]})"
         lines = [
             f"{self.product_level} cube: {self.variable} {self.dtype} "
             f"(time: {len(self.slices)}, {self.dims[0]}: {self.shape[0]}, "
             f"{self.dims[1]}: {self.shape[1]}), "
-            f"chunks (1, {self.chunks[0]}, {self.chunks[1]}), blosc/{self.compression.cname}"
+            f"chunks (1, {ca}, {cr}){sharded}, blosc/{self.compression.cname}"
             f" level {self.compression.clevel} {self.compression.shuffle}",
-            f"{len(self.slices) - self.n_gaps} images, {self.n_gaps} gaps, {self.n_chunks} chunks, "
+            f"{len(self.slices) - self.n_gaps} images, {self.n_gaps} gaps, {self.n_chunks} {objects}, "
             f"{self.nbytes / 2**20:.1f} MiB of pixels",
         ]
         if self.grid is not None:
@@ -322,6 +336,7 @@ def make_plan(
     axis: TimeAxis[ParsedItem],
     *,
     chunks: Chunks | None = None,
+    shards: Chunks | None = None,
     attrs: Mapping[str, Any] | None = None,
     compression: Compression | None = None,
     labels: LabelPlan | None = None,
@@ -335,6 +350,8 @@ def make_plan(
     Args:
         axis: The selected time axis of parsed items.
         chunks: Chunk edges (config ``chunks``; validated there); default :data:`DEFAULT_CHUNK`.
+        shards: Shard edges (config ``shards``, whole multiples of the chunk edges; validated there);
+            ``None``: not sharded. A shard is clamped to the chunks that cover the image.
         attrs: Provenance attributes for the cube root; ``product_type`` is added.
         compression: Codec override.
         labels: The labels the cube carries.
@@ -355,6 +372,13 @@ def make_plan(
         min(chunks.azimuth if chunks else DEFAULT_CHUNK, shape[0]),
         min(chunks.range if chunks else DEFAULT_CHUNK, shape[1]),
     )
+    inner: tuple[int, int] | None = None
+    if shards is not None:
+        inner = chunk_edges
+        chunk_edges = (
+            min(shards.azimuth, math.ceil(shape[0] / inner[0]) * inner[0]),
+            min(shards.range, math.ceil(shape[1] / inner[1]) * inner[1]),
+        )
     slices = tuple(
         PlannedSlice(time=s.time)
         if s.acquisition is None
@@ -378,4 +402,5 @@ def make_plan(
         attrs={**(attrs or {}), "product_type": level},
         labels=labels,
         grid=grid,
+        inner_chunks=inner,
     )

@@ -255,6 +255,18 @@ def _check_same_grid(old: xr.Dataset, plan: CubePlan, url: str) -> None:
         )
 
 
+def _check_same_layout(encoding: Mapping[str, Any], plan: CubePlan, url: str) -> None:
+    """The plan writes the cube's own chunks (and shards): update rewrites stored objects whole."""
+    old_chunks = tuple(encoding.get("chunks", ()))[1:]
+    old_shards = tuple(encoding.get("shards") or ())[1:] or None
+    shards = None if plan.inner_chunks is None else plan.chunks
+    if (old_chunks and old_chunks != plan.read_chunks) or old_shards != shards:
+        raise DataError(
+            f"{url}: the cube's chunks {old_chunks} (shards {old_shards}) differ from the plan's "
+            f"{plan.read_chunks} (shards {shards})"
+        )
+
+
 def _update(
     target: StorageTarget,
     root: dict[str, Any],
@@ -269,15 +281,11 @@ def _update(
         warnings.simplefilter("ignore", category=UserWarning)
         old = xr.open_zarr(target.zarr_store(read_only=True), consolidated=True, zarr_format=3)
     var = plan.variable
-    old_chunks = tuple(old[var].encoding.get("chunks", ()))[1:]
     if var in old:
         _check_same_grid(old, plan, url)
     if var not in old or old[var].shape[1:] != plan.shape or str(old[var].dtype) != plan.dtype:
         raise DataError(f"{url}: the catalog's images no longer fit this cube; rebuild it")
-    if old_chunks and old_chunks != plan.chunks:
-        raise DataError(
-            f"{url}: the cube's chunks {old_chunks} differ from the plan's {plan.chunks}"
-        )
+    _check_same_layout(old[var].encoding, plan, url)
     old_keys = list(
         zip(old["time"].values, (str(p) for p in old["product_id"].values), strict=True)
     )

@@ -338,6 +338,39 @@ def test_bad_chunks(value: Any, key: str) -> None:
     assert _err({"chunks": value}).key == key
 
 
+def test_shards() -> None:
+    """Zarr v3 sharding: chunks are what readers decode, shards the objects a build stores."""
+    cfg = parse_config(
+        {"chunks": {"azimuth": 256, "range": 256}, "shards": {"azimuth": 1024, "range": 512}}
+    )
+    assert cfg.shards == Chunks(azimuth=1024, range=512)
+    assert cfg.to_dict()["shards"] == {"azimuth": 1024, "range": 512}
+    assert (
+        parse_config({"shards": {"azimuth": 4096, "range": 2048}}).shards is not None
+    )  # 1024 chunks
+    assert parse_config({}).shards is None
+
+
+@pytest.mark.parametrize(
+    ("obj", "key", "reason"),
+    [
+        ({"shards": {"azimuth": 1000, "range": 1024}}, "shards.azimuth",
+         "multiple of the chunk edge 1024 (the default"),
+        ({"chunks": {"azimuth": 256, "range": 256}, "shards": {"azimuth": 1024, "range": 640}},
+         "shards.range", "a shard holds whole chunks: 640 is not a multiple of the chunk edge 256"),
+        ({"shards": {"azimuth": 1024}}, "shards", "missing ['range']"),
+        ({"shards": {"azimuth": 1024, "range": 1024, "time": 2}}, "shards.time", "a shard holds one image"),
+        ({"shards": {"azimuth": 1024, "range": 1024, "inner": 256}}, "shards", "unknown dimension"),
+        ({"shards": 1024}, "shards", "expected"),
+        ({"shard": {"azimuth": 1024, "range": 1024}}, "shard", "did you mean 'shards'?"),
+    ],
+)  # fmt: skip
+def test_bad_shards(obj: dict[str, Any], key: str, reason: str) -> None:
+    err = _err(obj)
+    assert err.key == key
+    assert reason in str(err)
+
+
 def test_compression() -> None:
     assert parse_config({}).compression is None  # the planner's default codec
     cfg = parse_config({"compression": {"cname": "zstd", "clevel": 3}})
@@ -441,6 +474,8 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     d["labels"] = draw(st.one_of(st.booleans(), names))
     if draw(st.booleans()):
         d["chunks"] = {"azimuth": draw(st.integers(1, 4096)), "range": draw(st.integers(1, 4096))}
+        if draw(st.booleans()):
+            d["shards"] = {k: v * draw(st.integers(1, 4)) for k, v in d["chunks"].items()}
     if draw(st.booleans()):
         d["compression"] = draw(
             st.fixed_dictionaries(

@@ -34,6 +34,7 @@ from icecube_cloud.products import read_product
 from icecube_cloud.storage import StorageTarget
 from icecube_cloud.synthetic import expected_pixels, make_stack
 from icecube_cloud.write.bands import write_band
+from icecube_cloud.write.chunks import ShardEncoder, encoder_for
 from icecube_cloud.write.journal import ROOT_DOC
 from icecube_cloud.write.skeleton import put_documents, skeleton, skeleton_documents
 
@@ -486,3 +487,81 @@ def test_injected_reader_class_is_what_the_build_reads(tmp_path, dask_scheduler)
     assert sum(reads for w in per_worker.values() for _, reads in w.values()) == 3 * 4  # per band
     assert {h for w in per_worker.values() for h in w} == set(hrefs)
     assert all(opens == 1 for w in per_worker.values() for opens, _ in w.values()), per_worker
+
+
+def _stored(root: Path, name: str) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted((root / name / "c").rglob("*"))
+        if p.is_file()
+    }
+
+
+SHARDED = {"chunks": {"azimuth": 8, "range": 8}, "shards": {"azimuth": 32, "range": 16}}
+
+
+@pytest.mark.parametrize(
+    ("flavour", "shape", "variable"),
+    [
+        ("legacy-grd", (70, 53), "amplitude"),  # edge shards both ways, mapped wide bands
+        ("grd-cog", (64, 40), "amplitude"),  # shadows-down COG, one-row bands
+        ("legacy-slc", (40, 36), "slc"),
+    ],
+)
+def test_sharded_cube_is_what_zarr_writes(tmp_path, dask_scheduler, flavour, shape, variable):
+    """Config ``shards``: one object per shard of 8² chunks; its bytes are what zarr's own writer
+    stores for the same values, and plain ``xr.open_zarr`` reads the values of the unsharded cube."""
+    specs = _stack(tmp_path, flavour, shape, n=3)
+    cat, out, plain = str(tmp_path / "cat"), tmp_path / "cube.zarr", tmp_path / "plain.zarr"
+    result = build_cube(cat, SHARDED, str(out), scheduler=dask_scheduler, register=False)
+    build_cube(cat, {"chunks": SHARDED["chunks"]}, str(plain), scheduler=dask_scheduler)
+
+    ds = xr.open_zarr(out)
+    assert ds[variable].encoding["chunks"] == (1, 8, 8)
+    assert ds[variable].encoding["shards"] == (1, 32, 16)
+    np.testing.assert_array_equal(ds[variable].values, xr.open_zarr(plain)[variable].values)
+    if variable == "amplitude":
+        for t, pid in enumerate(str(p) for p in ds["product_id"].values):
+            spec = next(s for s in specs if s.product_id == pid)
+            np.testing.assert_array_equal(ds[variable][t].values, expected_pixels(spec, "GRD"))
+    n_shards = int(np.ceil(shape[0] / 32)) * int(np.ceil(shape[1] / 16))
+    assert result.chunks_written == len(specs) * n_shards  # stored objects: shards
+    assert len(_stored(out, variable)) == len(specs) * n_shards
+
+    ours = zarr.open_array(store=str(out), path=variable, mode="r")
+    assert isinstance(encoder_for(ours), ShardEncoder)  # the band tasks' direct path, not zarr's
+    theirs = zarr.create_array(
+        store=str(tmp_path / "zarr.zarr"), name=variable, shape=ours.shape, dtype=ours.dtype,
+        chunks=ours.chunks, shards=ours.shards, compressors=ours.compressors,
+        fill_value=ours.fill_value, zarr_format=3,
+    )  # fmt: skip
+    theirs[:] = ours[:]
+    assert _stored(out, variable) == _stored(tmp_path / "zarr.zarr", variable)
+    plan = plan_cube(cat, SHARDED)
+    assert plan.to_dict()["shards"] == {"time": 1, "azimuth": 32, "range": 16}
+    assert "chunks (1, 8, 8) in shards (1, 32, 16)" in str(plan)
+
+
+def test_sharded_labels_equal_unsharded(tmp_path, dask_scheduler, samples):
+    """The label raster shares the pixel variable's shards (a training patch reads x and y alike)."""
+    cat = str(tmp_path / "cat")
+    ingest([str(samples / "grd_stack")], cat)
+    stem = "ICEYE_GRD_54549_20210427T215124_hollow_10x10pixels_fake_"
+    masks = [
+        {"product_file": f"{stem}{i}.tif",
+         "labels": {"segmentation": str(samples / "masks" / f"{stem}{i}.png")}}
+        for i in (0, 2)
+    ]  # fmt: skip
+    (tmp_path / "masks.json").write_text(json.dumps(masks))
+    from icecube_cloud.labels import ingest_labels
+
+    ingest_labels(str(tmp_path / "masks.json"), cat)
+    cfg = {"labels": True, "chunks": {"azimuth": 4, "range": 4}}
+    build_cube(cat, cfg, str(tmp_path / "plain.zarr"), scheduler=dask_scheduler, register=False)
+    cfg["shards"] = {"azimuth": 8, "range": 8}
+    build_cube(cat, cfg, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler, register=False)
+    ds, plain = xr.open_zarr(tmp_path / "cube.zarr"), xr.open_zarr(tmp_path / "plain.zarr")
+    assert ds["labels"].encoding["shards"] == (1, 8, 8)
+    assert ds["labels"].values.any()
+    np.testing.assert_array_equal(ds["labels"].values, plain["labels"].values)
+    np.testing.assert_array_equal(ds["amplitude"].values, plain["amplitude"].values)

@@ -20,7 +20,13 @@ import zarr
 import zarr.codecs
 
 from icecube_cloud.write import zarr_internals
-from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
+from icecube_cloud.write.chunks import (
+    ChunkEncoder,
+    ShardEncoder,
+    encoder_for,
+    stored_shape,
+    write_blocks,
+)
 
 SHAPE, CHUNKS = (2, 100, 70), (1, 64, 32)  # edge chunks in both directions
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -163,9 +169,96 @@ def test_other_codec_chains_are_left_to_zarr(tmp_path: Path) -> None:
     np.testing.assert_array_equal(array[:], data)
 
 
-def test_sharded_arrays_are_left_to_zarr(tmp_path: Path) -> None:
+def test_sharded_arrays_get_the_shard_encoder(tmp_path: Path) -> None:
     """A sharded array's *inner* chain is bytes -> blosc; its stored objects are shards, not chunks."""
     array = _array(tmp_path / "s.zarr", "uint16", "lz4", "bitshuffle", shards=(1, 128, 64))
     assert isinstance(array.serializer, zarr.codecs.BytesCodec)  # what the public API reports
     assert [type(c) for c in zarr_internals.codec_chain(array)] == [zarr.codecs.ShardingCodec]
     assert ChunkEncoder.for_array(array) is None
+    assert isinstance(encoder_for(array), ShardEncoder)
+    assert stored_shape(array) == (1, 128, 64)
+
+
+def _shard_blocks(
+    data: np.ndarray, shards: tuple[int, int, int]
+) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    return [
+        ((t, i // shards[1], j // shards[2]), data[t, i : i + shards[1], j : j + shards[2]])
+        for t in range(data.shape[0])
+        for i in range(0, data.shape[1], shards[1])
+        for j in range(0, data.shape[2], shards[2])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "cname", "inner", "shards"),
+    [
+        ("uint16", "lz4", (1, 16, 8), (1, 64, 32)),  # 4x4 chunks per shard, edge shards both ways
+        ("complex64", "zstd", (1, 16, 16), (1, 48, 32)),  # 3x2: Morton order of a non-power of 2
+        ("int16", "lz4", (1, 100, 70), (1, 100, 70)),  # one chunk per shard
+    ],
+)
+def test_same_shard_bytes_as_zarr(
+    tmp_path: Path,
+    dtype: str,
+    cname: str,
+    inner: tuple[int, int, int],
+    shards: tuple[int, int, int],
+) -> None:
+    """Whole shards written directly are zarr's bytes: inner chunks in zarr's order, empty inner
+    chunks left out of the index, a shard of empty chunks not stored, edge shards padded."""
+    data = _pixels(dtype)
+    data[0, :64, :32] = data[1, :64, :32]  # (the empty chunk of _pixels)
+    data[0, :16, :8] = 0  # an empty inner chunk inside a stored shard
+    data[1, : shards[1], : shards[2]] = 0  # a whole shard of fill: not stored
+
+    def array(name: str) -> zarr.Array[Any]:
+        return zarr.create_array(
+            store=str(tmp_path / name),
+            name="amplitude",
+            shape=SHAPE,
+            chunks=inner,
+            shards=shards,
+            dtype=dtype,
+            compressors=[zarr.codecs.BloscCodec(cname=cname, clevel=5, shuffle="bitshuffle")],
+            zarr_format=3,
+        )
+
+    theirs = array("zarr.zarr")
+    theirs[:] = data
+    ours = array("ours.zarr")
+    encoder = encoder_for(ours)
+    assert isinstance(encoder, ShardEncoder)
+    write_blocks(ours, encoder, _shard_blocks(data, shards))
+
+    stored = _objects(tmp_path / "ours.zarr")
+    assert stored == _objects(tmp_path / "zarr.zarr")
+    assert "amplitude/c/0/0/0" in stored and "amplitude/c/1/0/0" not in stored
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "ours.zarr"), path="amplitude")[:], data
+    )
+
+    # rewritten with empty pixels: the shards are deleted, as zarr does
+    write_blocks(ours, encoder, [(c, np.zeros_like(b)) for c, b in _shard_blocks(data, shards)])
+    assert _objects(tmp_path / "ours.zarr") == {}
+
+
+def test_sharded_arrays_with_another_index_are_left_to_zarr(tmp_path: Path) -> None:
+    array = zarr.create_array(
+        store=str(tmp_path / "s.zarr"),
+        shape=SHAPE,
+        chunks=CHUNKS,
+        shards=(1, 128, 64),
+        dtype="uint16",
+        serializer=zarr.codecs.ShardingCodec(
+            chunk_shape=CHUNKS,
+            codecs=[zarr.codecs.BytesCodec(), zarr.codecs.BloscCodec(cname="lz4")],
+            index_location="start",
+        ),
+        compressors=None,
+        zarr_format=3,
+    )
+    assert encoder_for(array) is None
+    data = _pixels("uint16")
+    write_blocks(array, None, _shard_blocks(data, (1, 128, 64)))
+    np.testing.assert_array_equal(array[:], data)

@@ -76,6 +76,29 @@ def test_append_update_twice_equals_rebuild(tmp_path, dask_scheduler):
     assert _without_times(_objects(cube)) == _without_times(_objects(rebuilt))
 
 
+def test_update_of_a_sharded_cube_equals_rebuild(tmp_path, dask_scheduler):
+    """Update writes whole shards with the cube's layout; old shards stay untouched."""
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
+    make_stack(tmp_path / "a", n=3, shape=(64, 48), start=START, days=6, seed=1)
+    ingest([str(tmp_path / "a")], cat)
+    cfg = {"chunks": {"azimuth": 16, "range": 16}, "shards": {"azimuth": 32, "range": 48}}
+    build_cube(cat, cfg, str(cube), scheduler=dask_scheduler, register=False)
+    before = _objects(cube)
+    make_stack(tmp_path / "b", n=2, shape=(64, 48), start=START + timedelta(days=9), days=2, seed=2)
+    ingest([str(tmp_path / "b")], cat)
+    result = update_cube(str(cube), scheduler=dask_scheduler)
+    assert result.rewritten == (3, 4) and result.chunks_written == 2 * 2  # 2 shards per image
+
+    after = _objects(cube)
+    old = [k for k in before if k.startswith("amplitude/c/")]
+    assert len(old) == 3 * 2 and all(after[k] == before[k] for k in old)
+    ds = xr.open_zarr(cube)
+    assert ds["amplitude"].encoding["shards"] == (1, 32, 48) and ds.sizes["time"] == 5
+    rebuilt = tmp_path / "rebuilt.zarr"
+    build_cube(cat, cfg, str(rebuilt), scheduler=dask_scheduler, register=False)
+    assert _without_times(_objects(cube)) == _without_times(_objects(rebuilt))
+
+
 def test_insert_and_filled_gap_rewrite_only_what_moved(tmp_path, dask_scheduler):
     cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
     make_stack(tmp_path / "a", n=6, shape=(32, 32), start=START, days=12, seed=3)

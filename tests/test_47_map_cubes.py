@@ -227,6 +227,23 @@ def test_other_resamplings_follow_gdal(cogs, tmp_path, dask_scheduler):
     assert isinstance(plan, type(plan_cube(str(cogs / "cat"), cfg)))
 
 
+def test_sharded_map_cube_equals_unsharded(cogs, tmp_path, dask_scheduler):
+    """Config shards on a map grid: azimuth/range are the y/x edges, as in chunks."""
+    cat = str(cogs / "cat")
+    chunks = {"azimuth": 16, "range": 16}
+    grid = {"resolution": 2.0}
+    sharded = {"grid": grid, "chunks": chunks, "shards": {"azimuth": 64, "range": 32}}
+    build_cube(cat, sharded, str(tmp_path / "s.zarr"), scheduler=dask_scheduler, register=False)
+    plain = {"grid": grid, "chunks": chunks}
+    build_cube(cat, plain, str(tmp_path / "p.zarr"), scheduler=dask_scheduler, register=False)
+    ds = xr.open_zarr(tmp_path / "s.zarr")
+    assert ds["amplitude"].dims == ("time", "y", "x")
+    assert ds["amplitude"].encoding["shards"] == (1, 64, 32)
+    assert ds["amplitude"].encoding["chunks"] == (1, 16, 16)
+    assert ds["amplitude"].values.any()
+    xr.testing.assert_identical(ds["amplitude"], xr.open_zarr(tmp_path / "p.zarr")["amplitude"])
+
+
 def test_map_cube_refusals(cogs, tmp_path):
     with pytest.raises(ConfigError) as err:
         plan_cube(str(cogs / "cat"), {"grid": {}, "product_type": "SLC"})

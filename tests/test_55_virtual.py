@@ -27,7 +27,7 @@ from helpers import PER_TIME_COORDS, assert_gap_fill_values
 from icecube_cloud.build import build_cube
 from icecube_cloud.cli import cli
 from icecube_cloud.cube import cube_info, open_cube
-from icecube_cloud.errors import DataError, ProductError
+from icecube_cloud.errors import DataError, ProductError, UsageError
 from icecube_cloud.ingest import ingest
 from icecube_cloud.model import ProductFormat, SourceRef
 from icecube_cloud.read.byte_ranges import source_references
@@ -300,3 +300,14 @@ def test_benchmark_script_smoke(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "| products |" in r.stdout and "| 3 |" in r.stdout
+
+
+def test_kerchunk_cube_with_shards_is_refused(tmp_path, dask_scheduler):
+    """A virtual cube references the products' own strips (Zarr v2): config shards cannot apply."""
+    cat = _catalog(tmp_path, "legacy-grd", (32, 24), n=2)
+    out = tmp_path / "cube.json"
+    cfg = {"chunks": {"azimuth": 8, "range": 8}, "shards": {"azimuth": 16, "range": 16}}
+    with pytest.raises(UsageError, match=r"config shards.*--format zarr") as info:
+        build_cube(cat, cfg, str(out), scheduler=dask_scheduler, format="kerchunk", register=False)
+    assert info.value.exit_code == 2
+    assert not out.exists()

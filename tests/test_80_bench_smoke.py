@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,3 +145,27 @@ def test_map_table_has_a_line_per_row(map_result: dict[str, Any]) -> None:
     lines = table(map_result["rows"]).splitlines()
     assert lines[0].startswith("| size | resampling |") and len(lines) == 2 + 2
     assert lines[2].startswith("| tiny | nearest | 4×128² |")
+
+
+# --- the training layout case (benchmarks.bench_layout, issue #15 item 9) -----------------------
+
+
+def test_layout_every_layout_is_measured(tmp_path: Path) -> None:
+    from benchmarks import bench_layout
+
+    out = tmp_path / "bench-layout.json"
+    argv = ["--n", "2", "--size", "256", "--chunk", "128", "--patch", "32", "--patches", "20"]
+    assert bench_layout.main([*argv, "--rounds", "2", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["layout"] for r in rows] == [
+        "chunks 128²", "shards 128² / chunks 32²", "shards 128² / chunks 64²", "chunks 32²",
+    ]  # fmt: skip
+    for row in rows:
+        for metric in bench_layout.METRICS:
+            assert _positive(row[metric]) and _positive(row[f"{metric}_ratio"]), (row, metric)
+            assert len(row[f"{metric}_runs"]) == 2
+    assert rows[0]["build_mibs_ratio"] == 1.0
+    assert rows[1]["objects"] == rows[0]["objects"] == 2 * 4  # one object per 128² shard
+    assert rows[3]["objects"] == 2 * 64
+    lines = bench_layout.table(rows).splitlines()
+    assert lines[0].startswith("| layout |") and len(lines) == 2 + 4

@@ -1,8 +1,8 @@
 """The tasks that write pixels, on the dask workers: one per band of one image, one per label slice.
 
 A band is a run of chunks of one chunk row, or whole chunk rows (:func:`chunk_bands`); a task reads
-its window from the source once, writes its whole chunks (encoded with the array's own codec,
-:mod:`icecube_cloud.write.chunks`) and then records itself in the journal
+its window from the source once, writes its whole chunks, or whole shards of a sharded cube (encoded
+with the array's own codecs, :mod:`icecube_cloud.write.chunks`) and then records itself in the journal
 (:mod:`icecube_cloud.write.journal`). Build and update run the same tasks. Tasks are deterministic:
 the bytes written depend only on the arguments and the source file, so a retried task writes the
 same bytes.
@@ -29,7 +29,7 @@ from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.read.policy import Readers, wide_bands
 from icecube_cloud.read.warp import warp_raster
 from icecube_cloud.storage import StorageTarget, is_remote
-from icecube_cloud.write.chunks import ChunkEncoder, write_blocks
+from icecube_cloud.write.chunks import encoder_for, stored_shape, write_blocks
 from icecube_cloud.write.journal import Journal, band_key, label_key
 from icecube_cloud.write.zarr_internals import chunk_key
 
@@ -156,7 +156,7 @@ def write_band(
         raise ProductError(
             source.href, f"sample type {data.dtype} differs from the cube's {array.dtype}"
         )
-    ch = array.chunks[1:]
+    ch = stored_shape(array)[1:]  # chunks, or the shards of a sharded cube
     blocks = [
         (
             (t, w.az0 // ch[0], w.rg0 // ch[1]),
@@ -164,7 +164,7 @@ def write_band(
         )
         for w in windows
     ]
-    write_blocks(array, ChunkEncoder.for_array(array), blocks)
+    write_blocks(array, encoder_for(array), blocks)
     # The progress record: written only after the chunks themselves, so "recorded" implies "written"
     # (one marker per band: one small PUT per task, not one per chunk).
     Journal(target).mark(band_key(t, windows))
@@ -287,7 +287,7 @@ def remove_time_slices(target: StorageTarget, names: Sequence[str], times: Seque
     fs = target.fs
     for name in names:
         array = zarr.open_array(store=target.zarr_store(), path=name, mode="r", zarr_format=3)
-        grid = array.cdata_shape[1:]
+        grid = [math.ceil(n / c) for n, c in zip(array.shape, stored_shape(array), strict=True)][1:]
         keys = [
             f"{target.path}/{name}/{chunk_key(array, (t, i, j))}"
             for t in times

@@ -16,6 +16,13 @@ created with one codec chain (``bytes`` little-endian → ``blosc``), so this mo
 * keys come from the array's chunk-key encoding; writes go through the array's own store (atomic
   local writes, S3 PUTs), concurrently.
 
+Sharded arrays (config ``shards``) store one object per shard: zarr's ``sharding_indexed`` codec
+with the same ``bytes`` → ``blosc`` chain inside and the default index (``bytes`` little-endian →
+``crc32c``, at the end). A band task writes whole shards, and :class:`ShardEncoder` lays one out as
+zarr does: the inner chunks encoded as above in zarr's (Morton) order, inner chunks equal to the fill
+value left out (index entry all ones), then the index and its CRC32C; a shard of empty chunks is not
+stored. The stored bytes are zarr's (tested).
+
 Arrays with any other codec chain are written by ``zarr`` itself (:func:`write_blocks` falls back).
 The few zarr internals this needs (the array's codec chain, its chunk keys, running the store's
 coroutines on zarr's event loop) are behind :mod:`icecube_cloud.write.zarr_internals`; this module
@@ -32,9 +39,9 @@ import numcodecs
 import numpy as np
 import numpy.typing as npt
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, Endian
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, Endian, ShardingCodec
 
-from icecube_cloud.write.zarr_internals import codec_chain, store_chunks
+from icecube_cloud.write.zarr_internals import codec_chain, shard_chunk_order, store_chunks
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
@@ -55,7 +62,16 @@ class ChunkEncoder:
     @classmethod
     def for_array(cls, array: zarr.Array[Any]) -> ChunkEncoder | None:
         """An encoder for ``array``, or ``None`` when its codec chain is not ``bytes`` → ``blosc``."""
-        codecs = codec_chain(array)  # () for zarr v2
+        return cls.for_codecs(codec_chain(array), tuple(array.chunks), array)  # () for zarr v2
+
+    @classmethod
+    def for_codecs(
+        cls, codecs: Sequence[Any], chunk_shape: tuple[int, ...], array: zarr.Array[Any]
+    ) -> ChunkEncoder | None:
+        """An encoder for ``array``'s chunks of ``chunk_shape`` that ``codecs`` encode.
+
+        ``None`` unless ``codecs`` are ``bytes`` (little-endian) → ``blosc``.
+        """
         if len(codecs) != 2:
             return None
         raw, blosc = codecs
@@ -72,7 +88,7 @@ class ChunkEncoder:
         )
         return cls(
             codec=codec,
-            chunk_shape=tuple(array.chunks),
+            chunk_shape=chunk_shape,
             dtype=np.dtype(array.dtype).newbyteorder("<"),
             fill_value=array.fill_value,
         )
@@ -94,6 +110,93 @@ class ChunkEncoder:
         if _all_equal(raw, self.fill_value):
             return None
         return bytes(self.codec.encode(raw.reshape(-1).view(np.uint8)))
+
+
+_NO_CHUNK = 2**64 - 1
+"""A shard index entry (offset and size) of an inner chunk that is not stored."""
+
+
+@dataclass(frozen=True)
+class ShardEncoder:
+    """Encodes whole shards of a sharded array exactly as zarr's sharding codec stores them."""
+
+    inner: ChunkEncoder
+    """Encoder of the inner chunks (the sharding codec's ``bytes`` → ``blosc`` chain)."""
+    shard_shape: tuple[int, ...]
+    """Shape of a full shard."""
+    order: tuple[tuple[int, ...], ...]
+    """Inner chunk coordinates within a shard, in the order zarr stores them."""
+
+    @classmethod
+    def for_array(cls, array: zarr.Array[Any]) -> ShardEncoder | None:
+        """An encoder for ``array``'s shards, or ``None`` when it is not sharded as the cubes are.
+
+        That is: a ``bytes`` → ``blosc`` inner chain and the default index (``bytes`` little-endian →
+        ``crc32c``, at the end of the shard).
+        """
+        codecs = codec_chain(array)
+        if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec) or array.shards is None:
+            return None
+        sharding = codecs[0]
+        index = sharding.index_codecs
+        if sharding.index_location.value != "end" or len(index) != 2:
+            return None
+        if not isinstance(index[0], BytesCodec) or index[0].endian not in (None, Endian.little):
+            return None
+        if not isinstance(index[1], Crc32cCodec):
+            return None
+        inner = ChunkEncoder.for_codecs(sharding.codecs, tuple(sharding.chunk_shape), array)
+        if inner is None:
+            return None
+        shard_shape = tuple(array.shards)
+        per_shard = tuple(s // c for s, c in zip(shard_shape, inner.chunk_shape, strict=True))
+        return cls(inner=inner, shard_shape=shard_shape, order=shard_chunk_order(per_shard))
+
+    def encode(self, block: npt.NDArray[Any]) -> bytes | None:
+        """The stored bytes of a shard holding ``block`` (its top-left part); ``None`` if empty.
+
+        ``block`` may omit leading length-1 axes of the shard. Inner chunks beyond ``block`` (an edge
+        shard) hold only the fill value and are not stored.
+        """
+        block = _full_rank(block, len(self.shard_shape))
+        edges = self.inner.chunk_shape
+        index = np.full(
+            (*(s // c for s, c in zip(self.shard_shape, edges, strict=True)), 2), _NO_CHUNK, "<u8"
+        )
+        parts: list[bytes] = []
+        offset = 0
+        for coords in self.order:
+            sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, edges, strict=True))
+            part = block[sel]
+            if 0 in part.shape:
+                continue
+            data = self.inner.encode(part)
+            if data is None:
+                continue
+            index[coords] = (offset, len(data))
+            parts.append(data)
+            offset += len(data)
+        if not parts:
+            return None
+        parts.append(bytes(_CRC32C.encode(index.reshape(-1).view(np.uint8))))
+        return b"".join(parts)
+
+
+_CRC32C = numcodecs.CRC32C(location="end")
+"""The shard index's checksum (zarr's ``crc32c`` codec: CRC-32C of the bytes, appended little-endian)."""
+
+Encoder = ChunkEncoder | ShardEncoder
+"""Encodes one stored object (a chunk, or a shard of a sharded array)."""
+
+
+def encoder_for(array: zarr.Array[Any]) -> Encoder | None:
+    """The direct encoder of ``array``'s stored objects, or ``None`` to let zarr write them."""
+    return ShardEncoder.for_array(array) or ChunkEncoder.for_array(array)
+
+
+def stored_shape(array: zarr.Array[Any]) -> tuple[int, ...]:
+    """Shape of the array's stored objects: its shards, or its chunks when it is not sharded."""
+    return tuple(array.shards or array.chunks)
 
 
 def _full_rank(block: npt.NDArray[Any], ndim: int) -> npt.NDArray[Any]:
@@ -125,23 +228,26 @@ def _all_fill(values: npt.NDArray[Any], fill: Any) -> bool:
 
 def write_blocks(
     array: zarr.Array[Any],
-    encoder: ChunkEncoder | None,
+    encoder: Encoder | None,
     blocks: Sequence[tuple[tuple[int, ...], npt.NDArray[Any]]],
 ) -> None:
-    """Write whole chunks: ``(chunk coordinates, block)`` pairs, each block the chunk's valid part.
+    """Write whole stored objects: ``(grid coordinates, block)`` pairs, each block the object's part.
+
+    The objects are chunks, or the shards of a sharded array (:func:`stored_shape`); a block is the
+    part of its object inside the array.
 
     Args:
         array: The Zarr array (metadata and store).
-        encoder: :meth:`ChunkEncoder.for_array` of ``array``; ``None`` lets zarr write.
-        blocks: Chunk grid coordinates and the pixels of each chunk (edge chunks may be smaller;
-            leading length-1 axes may be omitted).
+        encoder: :func:`encoder_for` of ``array``; ``None`` lets zarr write.
+        blocks: Chunk (shard) grid coordinates and the pixels of each chunk (shard); edge ones may be
+            smaller; leading length-1 axes may be omitted.
     """
     if encoder is None:
+        shape = stored_shape(array)
         for coords, block2 in blocks:
             block = _full_rank(block2, len(coords))
             sel = tuple(
-                slice(c * n, c * n + m)
-                for c, n, m in zip(coords, array.chunks, block.shape, strict=True)
+                slice(c * n, c * n + m) for c, n, m in zip(coords, shape, block.shape, strict=True)
             )
             array[sel] = block
         return

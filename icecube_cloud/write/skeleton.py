@@ -193,10 +193,18 @@ def _add_labels(
 
 
 def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
+    """Chunking and codecs; a sharded plan's pixel arrays (and labels) get the same shards.
+
+    Sharding: zarr's ``sharding_indexed`` codec with the Blosc codec inside and the default index
+    (little-endian offsets and sizes + CRC32C, at the end of the shard).
+    """
     c = plan.compression
+    layout: dict[str, Any] = {"chunks": (1, *plan.read_chunks)}
+    if plan.inner_chunks is not None:
+        layout["shards"] = (1, *plan.chunks)
     enc: dict[str, dict[str, Any]] = {
         plan.variable: {
-            "chunks": (1, *plan.chunks),
+            **layout,
             "compressors": [
                 zarr.codecs.BloscCodec(cname=c.cname, clevel=c.clevel, shuffle=c.shuffle)
             ],
@@ -204,17 +212,28 @@ def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
     }
     if plan.labels is not None:
         enc["labels"] = {
-            "chunks": (1, *plan.chunks),
+            **layout,
             "compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
         }
     return {**enc, **coord_encoding(zarr_format=3)}
+
+
+def _codecs(codecs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A codec chain with a sharding codec's inner chain in its place."""
+    out: list[Mapping[str, Any]] = []
+    for codec in codecs:
+        if codec.get("name") == "sharding_indexed":
+            out += _codecs(codec.get("configuration", {}).get("codecs", []))
+        else:
+            out.append(codec)
+    return out
 
 
 def stored_compression(root: Mapping[str, Any]) -> Compression | None:
     """The Blosc codec of a cube's pixel variable, from its root document's consolidated metadata."""
     arrays = root.get("consolidated_metadata", {}).get("metadata", {})
     for name in _VARIABLE_ATTRS:
-        for codec in arrays.get(name, {}).get("codecs", []):
+        for codec in _codecs(arrays.get(name, {}).get("codecs", [])):
             if codec.get("name") == "blosc":
                 conf = codec.get("configuration", {})
                 return Compression(

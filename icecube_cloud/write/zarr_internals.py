@@ -1,10 +1,11 @@
 """The zarr internals that direct chunk writes need, in one place (written for zarr 3.1.6).
 
 :mod:`icecube_cloud.write.chunks` encodes and stores whole chunks itself, 2x faster than
-``zarr.Array.__setitem__`` and byte-identical to it. For that it needs three things zarr 3.1.6 has no
-public API for; each is one function here, with why it is needed and what public API would replace it.
-Everything else it uses is public zarr API (``Array.store``, ``Array.path``, ``Array.chunks``,
-``Array.dtype``, ``Array.fill_value``, the ``Store`` coroutines, ``zarr.codecs``, ``zarr.buffer``).
+``zarr.Array.__setitem__`` and byte-identical to it, shards of sharded arrays included. For that it
+needs four things zarr 3.1.6 has no public API for; each is one function here, with why it is needed
+and what public API would replace it. Everything else it uses is public zarr API (``Array.store``,
+``Array.path``, ``Array.chunks``, ``Array.shards``, ``Array.dtype``, ``Array.fill_value``, the
+``Store`` coroutines, ``zarr.codecs``, ``zarr.buffer``).
 
 ``tests/test_43_chunks.py`` pins the zarr version this module was checked against
 (:data:`ZARR_VERSION`, the ``zarr==`` pin of ``pyproject.toml``) and checks that chunks stored through
@@ -20,6 +21,7 @@ from typing import Any
 
 import zarr
 from zarr.buffer import default_buffer_prototype
+from zarr.core.indexing import morton_order_iter
 from zarr.core.sync import sync
 
 ZARR_VERSION = "3.1.6"
@@ -35,6 +37,19 @@ def codec_chain(array: zarr.Array[Any]) -> tuple[Any, ...]:
     Public replacement: an ``Array.codecs`` property (the outer chain), which zarr 3.1.6 lacks.
     """
     return tuple(getattr(array.metadata, "codecs", ()))
+
+
+def shard_chunk_order(chunks_per_shard: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """The order in which zarr's sharding codec lays out a shard's inner chunks (Morton order).
+
+    Internal: ``zarr.core.indexing.morton_order_iter``, which ``ShardingCodec`` iterates when it
+    concatenates the encoded inner chunks of a shard. The Zarr v3 sharding spec leaves the order to the
+    writer (the index locates each chunk), so any order reads the same values; this one makes the
+    stored bytes zarr's. Public replacement: none in zarr 3.1.6.
+    """
+    return tuple(
+        tuple(int(c) for c in coords) for coords in morton_order_iter(tuple(chunks_per_shard))
+    )
 
 
 def chunk_key(array: zarr.Array[Any], coords: Sequence[int]) -> str:
