@@ -6,6 +6,7 @@ The notebooks then search (01), build into the bucket (02) and read the cube laz
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -83,3 +84,23 @@ def test_map_cube_notebook(tmp_path):
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the lon/lat figure
+
+
+def test_train_notebook(tmp_path):
+    """04: build → split → train on the CPU → validation IoU above the all-background baseline (the
+    notebook asserts it) → predictions back into a cube, shown next to the labels."""
+    notebook = nbformat.read(NOTEBOOKS / "04_train.ipynb", as_version=4)
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )  # fmt: skip
+    client.execute()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    iou, baseline = (
+        float(v)
+        for v in re.findall(r"mean IoU ([\d.]+) \(all-background baseline ([\d.]+)\)", text)[0]
+    )
+    assert iou > baseline + 0.15
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # data + labels, predictions
