@@ -160,18 +160,24 @@ def test_classes_in_distinct_colours_with_a_legend(labelled_cube: str, tmp_path:
         assert (np.abs(pixels - rgb).sum(axis=-1) < 30).sum() > 100, name
 
 
+def _third_party_imports_of(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names - {"icecube_cloud", "__future__"} - set(__import__("sys").stdlib_module_names)
+
+
 def _third_party_imports(package: Path) -> set[str]:
     names: set[str] = set()
     for path in package.rglob("*.py"):
         # Services for tests and demos, and offline schema validation for tests: the test extra.
         if "testing" in path.relative_to(package).parts or path.name == "validate.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names.update(a.name.split(".")[0] for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names - {"icecube_cloud", "__future__"} - set(__import__("sys").stdlib_module_names)
+        names |= _third_party_imports_of(path)
+    return names
 
 
 def test_default_install_has_every_import_of_the_package() -> None:
@@ -187,5 +193,19 @@ def test_default_install_has_every_import_of_the_package() -> None:
         for name in _third_party_imports(root / "icecube_cloud")
         if not {d.lower() for d in distributions.get(name, [name])} & set(pins)
     }
-    # Dependencies of our pinned dependencies (rasterio's affine, s3fs's botocore, matplotlib's PIL).
-    assert missing <= {"affine", "botocore", "PIL"}, missing
+    # Dependencies of our pinned dependencies (rasterio's affine, s3fs's botocore, matplotlib's PIL),
+    # and torch: the `ml` extra, imported only by the modules that need it (the rest of
+    # icecube_cloud.ml, calibrate and split_regions, works on the default install).
+    assert missing <= {"affine", "botocore", "PIL", "torch"}, missing
+    assert project["optional-dependencies"]["ml"] == ["torch==2.13.0"]
+    importers = {
+        str(path.relative_to(root))
+        for path in (root / "icecube_cloud").rglob("*.py")
+        if "torch" in _third_party_imports_of(path)
+    }
+    # ml/__init__ imports it on first use of PatchDataset/predict_cube, with a clear error without it.
+    assert importers == {
+        "icecube_cloud/ml/__init__.py",
+        "icecube_cloud/ml/dataset.py",
+        "icecube_cloud/ml/predict.py",
+    }, importers
