@@ -26,10 +26,13 @@ and once per repeat, on its own windows:
 
 Patches/s count patches delivered over the wall time from the first request (``iter(loader)``, the
 pool's start) to the last patch; opening the cube and building the datasets is timed apart
-(``setup_s``). Every case sees a warm page cache (the cube is read once before the first case). The
-benchmark process itself never runs dask (the cube is built in a spawned process): xbatcher's forked
-workers hang when the parent computed anything with dask first, so its case runs in a clean parent;
-every loader has a ``timeout`` so that a hang is reported, not waited for.
+(``setup_s``). CPU ms per patch (user + system, of the benchmark process and, for a loader, of its
+workers, read before they exit) tell the cost apart from the wall time, which the load of other jobs
+on a shared machine moves a lot. Every case sees a warm page cache (the cube is read once before
+the first case). The benchmark process itself never runs dask (the cube is built in a spawned
+process): xbatcher's forked workers hang when the parent computed anything with dask first (measured
+here: no batch within the loader's timeout; with a ``spawn`` context it runs), so its case runs in a
+clean parent; every loader has a ``timeout`` so that a hang is reported, not waited for.
 
 Worker memory: each ``DataLoader`` worker reports its pid and resets its RSS high-water mark when it
 starts (``worker_init_fn``); after the last batch, before the workers exit, the benchmark reads each
@@ -193,6 +196,8 @@ class Run:
     """Peak RSS (VmHWM) of each DataLoader worker, bytes."""
     workers_growth: list[int] = field(default_factory=list)
     """Each worker's peak minus its RSS when it started, bytes."""
+    cpu_s: float = 0.0
+    """CPU seconds (user + system) of the benchmark process and of the workers during the run."""
 
     @property
     def rate(self) -> float:
@@ -205,6 +210,13 @@ def _status_bytes(pid: int, key: str) -> int:
             if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
     raise KeyError(f"{key} not in /proc/{pid}/status")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _worker_started(queue: SimpleQueue[tuple[int, int]], worker_id: int) -> None:
@@ -228,18 +240,19 @@ def iterate(dataset: Dataset[Any], setup_s: float) -> Run:
         dataset, batch_size=BATCH, num_workers=WORKERS, timeout=TIMEOUT_S,
         worker_init_fn=partial(_worker_started, queue),
     )  # fmt: skip
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     it = iter(loader)
     patches = 0
     for _ in range(len(loader)):
         patches += _count(next(it))
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     started = [queue.get() for _ in range(WORKERS)]  # every worker has run by now
-    peaks = [_status_bytes(pid, "VmHWM") for pid, _ in started]  # before the workers exit
+    # before the workers exit: their peaks, and their CPU time since they were forked
+    peaks = [_status_bytes(pid, "VmHWM") for pid, _ in started]
+    cpu += sum(_cpu_s(pid) for pid, _ in started)
     del it
-    return Run(
-        patches, seconds, setup_s, peaks, [p - s for p, (_, s) in zip(peaks, started, strict=True)]
-    )
+    growth = [p - s for p, (_, s) in zip(peaks, started, strict=True)]
+    return Run(patches, seconds, setup_s, peaks, growth, cpu)
 
 
 def run_raw(
@@ -254,7 +267,7 @@ def run_raw(
         t, r, c = w
         return int(array[t, r : r + s, c : c + s].shape[0])
 
-    t1 = time.perf_counter()
+    t1, cpu0 = time.perf_counter(), time.process_time()
     if threads == 1:
         for w in windows:
             read(w)
@@ -262,7 +275,8 @@ def run_raw(
         with ThreadPoolExecutor(threads) as pool:
             for _ in pool.map(read, windows):
                 pass
-    return Run(len(windows), time.perf_counter() - t1, t1 - t0)
+    cpu = time.process_time() - cpu0  # every thread of the process (zarr's own included)
+    return Run(len(windows), time.perf_counter() - t1, t1 - t0, cpu_s=cpu)
 
 
 def run_ours(cube: str, spec: PatchSize, input: str, aligned: bool, samples: int) -> Run:
@@ -327,6 +341,7 @@ def _summary(runs: list[Run], status: str) -> dict[str, Any]:
         "s": round(best.seconds, 3),
         "setup_s": round(best.setup_s, 3),
         "runs_per_s": [round(r.rate, 1) for r in runs],
+        "cpu_ms_per_patch": round(min(r.cpu_s for r in runs) / best.patches * 1e3, 3),
         "workers_peak_mib": _mib(max(runs, key=lambda r: max(r.workers_peak or [0])).workers_peak),
         "workers_growth_mib": _mib(
             max(runs, key=lambda r: max(r.workers_growth or [0])).workers_growth
@@ -440,12 +455,15 @@ def run_bench(size: Size, repeat: int = 1, workdir: Path | None = None, rebuild:
 
 def table(row: dict[str, Any]) -> str:
     """One line per case: patches/s (fastest and median run), setup, peak worker RSS."""
-    head = "| case | windows | patches/s | median | runs | setup s | peak worker RSS MiB (growth) |"
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    head = (
+        "| case | windows | patches/s | median | runs | CPU ms/patch | setup s "
+        "| peak worker RSS MiB (growth) |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for name, c in row["cases"].items():
         case, _, placement = name.partition("/")
         if c["status"] != "ok":
-            lines.append(f"| {case} | {placement or 'grid'} | {c['status'][:60]} | | | | |")
+            lines.append(f"| {case} | {placement or 'grid'} | {c['status'][:60]} | | | | | |")
             continue
         rss = " / ".join(
             f"{p:.0f} (+{g:.0f})"
@@ -454,7 +472,7 @@ def table(row: dict[str, Any]) -> str:
         lines.append(
             f"| {case} | {placement or 'grid (aligned)'} | {c['patches_per_s']:.1f} "
             f"| {c['median_per_s']:.1f} | {', '.join(f'{v:.0f}' for v in c['runs_per_s'])} "
-            f"| {c['setup_s']:.2f} | {rss or '–'} |"
+            f"| {c['cpu_ms_per_patch']:.2f} | {c['setup_s']:.2f} | {rss or '–'} |"
         )
     return "\n".join(lines)
 
