@@ -182,11 +182,12 @@ def run_raw(
     """Bare zarr reads of ``windows`` in ``threads`` threads."""
     t0 = time.perf_counter()
     array = zarr.open_group(cube, mode="r")["amplitude"]
+    assert isinstance(array, zarr.Array)
     s = spec.patch
 
     def read(w: tuple[int, int, int]) -> int:
         t, r, c = w
-        return int(array[t, r : r + s, c : c + s].shape[0])
+        return int(np.asarray(array[t, r : r + s, c : c + s]).shape[0])
 
     t1, cpu0 = time.perf_counter(), time.process_time()
     if threads == 1:
@@ -213,8 +214,8 @@ def run_ours(cube: str, spec: PatchSize, input: str, aligned: bool, samples: int
 def run_xbatcher(cube: str, spec: PatchSize) -> Run:
     """xbatcher's PyTorch recipe over ``xr.open_zarr``: N of its grid windows in random order."""
     import xarray as xr
-    import xbatcher
-    import xbatcher.loaders.torch
+    import xbatcher  # type: ignore[import-untyped]
+    import xbatcher.loaders.torch  # type: ignore[import-untyped]
 
     t0 = time.perf_counter()
     ds = xr.open_zarr(cube)
@@ -275,7 +276,7 @@ def _paired(cases: dict[str, Any], a: str, b: str) -> float | None:
     ra, rb = cases[a]["runs_per_s"], cases[b]["runs_per_s"]
     if not ra or len(ra) != len(rb):
         return None
-    return round(statistics.median(x / y for x, y in zip(ra, rb, strict=True)), 3)
+    return round(float(statistics.median(x / y for x, y in zip(ra, rb, strict=True))), 3)
 
 
 def ratios(cases: dict[str, Any]) -> dict[str, float | None]:
