@@ -11,8 +11,9 @@ measures, interleaved:
   one thread and in a pool of two threads: the bare reads of the same windows, nothing else;
 * **ours-amplitude**: ``DataLoader(PatchDataset(cube, size=s, input="amplitude", label=None,
   sampler="random", num_samples=N, aligned=...), batch_size=16, num_workers=2)`` iterated fully: the
-  same reads plus the float32 cast, collation and the hand-over from the workers. This is the case
-  the targets are stated on (same work as raw);
+  same windows decoded (a local cube's chunk files are read and Blosc-decoded by
+  ``icecube_cloud.ml.cubestore.ChunkFiles``, not through zarr's API) plus the float32 cast, collation
+  and the hand-over from the workers. This is the case the targets are stated on (same work as raw);
 * **ours-sigma0_db**: the same with ``input="sigma0_db"`` (calibrated σ⁰ in dB: more work than raw).
 
 and once per repeat, on its own windows:
