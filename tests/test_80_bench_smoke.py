@@ -169,3 +169,70 @@ def test_layout_every_layout_is_measured(tmp_path: Path) -> None:
     assert rows[3]["objects"] == 2 * 64
     lines = bench_layout.table(rows).splitlines()
     assert lines[0].startswith("| layout |") and len(lines) == 2 + 4
+
+
+# --- the patch-loading case (benchmarks.bench_patches, issue #15) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def patches_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from benchmarks import bench_patches
+
+    work = tmp_path_factory.mktemp("bench-patches")
+    argv = ["--size", "tiny", "--repeat", "2", "--workdir", str(work)]
+    assert bench_patches.main([*argv, "--json", str(work / "bench-patches.json")]) == 0
+    data: dict[str, Any] = json.loads((work / "bench-patches.json").read_text())
+    return data
+
+
+def test_patches_every_case_is_measured(patches_result: dict[str, Any]) -> None:
+    from benchmarks.bench_patches import PATCH_SIZES, case_names
+
+    (row,) = patches_result["rows"]
+    spec = PATCH_SIZES["tiny"]
+    assert row["size"] == "tiny" and row["samples"] == spec.samples and row["repeat"] == 2
+    assert list(row["cases"]) == case_names()
+    for name, case in row["cases"].items():
+        assert case["status"] == "ok", (name, case["status"])
+        assert _positive(case["patches_per_s"]) and len(case["runs_per_s"]) == 2
+        assert case["patches_per_s"] == max(case["runs_per_s"])  # the fastest run is reported
+        if name == "xbatcher":  # its own grid: every whole window of the tiny cube
+            assert case["patches"] == spec.n * (spec.side // spec.patch) ** 2
+        else:  # every one of the N windows, through the loader or the pool
+            assert case["patches"] == spec.samples
+        if name.startswith(("ours", "xbatcher")):  # two DataLoader workers, each measured
+            assert len(case["workers_peak_mib"]) == 2
+            assert all(_positive(v) for v in case["workers_peak_mib"])
+    for name, value in row["ratios"].items():
+        assert _positive(value), name
+
+
+def test_patches_worker_memory_and_verdicts(patches_result: dict[str, Any]) -> None:
+    (row,) = patches_result["rows"]
+    flat = row["flat"]
+    assert flat["patches"] == [row["samples"], 2 * row["samples"]]
+    assert all(len(p) == 2 and all(_positive(v) for v in p) for p in flat["workers_peak_mib"])
+    assert isinstance(flat["flat"], bool)
+    assert patches_result["verdicts"] == row["verdicts"] and len(row["verdicts"]) == 4
+    assert row["verdicts"][0].startswith("tiny, aligned: ours-amplitude/raw-2: paired ")
+
+
+def test_patches_cube_is_reused(
+    patches_result: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from benchmarks.bench_patches import ensure_cube
+
+    (row,) = patches_result["rows"]
+    work = Path(row["cube"]).parents[1]
+    with caplog.at_level("INFO", logger="benchmarks"):
+        assert ensure_cube("tiny", work) == row["cube"]
+    assert "reusing the cube" in caplog.text
+
+
+def test_patches_table_has_a_line_per_case(patches_result: dict[str, Any]) -> None:
+    from benchmarks.bench_patches import table
+
+    (row,) = patches_result["rows"]
+    lines = table(row).splitlines()
+    assert lines[0].startswith("| case | windows |") and len(lines) == 2 + len(row["cases"])
+    assert lines[-1].startswith("| xbatcher | grid (aligned) |")

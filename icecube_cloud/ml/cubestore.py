@@ -5,22 +5,36 @@ a graph per item, and dask's thread pool does not survive ``fork`` (a ``DataLoad
 after the parent computed anything with dask can hang). This module opens the Zarr group with zarr
 itself, lazily in each process (a handle inherited through ``fork`` is dropped and reopened; zarr and
 fsspec reset their event loops after a fork), and reads windows with one ``Array.__getitem__`` each.
+
+Local cubes in the layout our builds write (regular chunks, ``/`` chunk keys, codecs ``bytes`` +
+``blosc``) are read straight from their chunk files instead (:class:`ChunkFiles`): the same bytes
+decoded by the same numcodecs Blosc that zarr calls, without zarr's event-loop and thread-pool round
+trips per read (``benchmarks.bench_patches``, 256² patches of 1024² uint16 chunks through a 2-worker
+``DataLoader``: aligned 1.1 ms of CPU per patch, 1.7 ms through zarr; unaligned 1.4 and 2.2 ms).
+Anything else (sharding, other codecs, object stores) goes through zarr.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import numpy.typing as npt
 import zarr
+from zarr.codecs import BloscCodec, BytesCodec, Endian
+from zarr.storage import LocalStore
 
 from icecube_cloud.errors import DataError, UsageError
 from icecube_cloud.storage import StorageOptions, StorageTarget, normalise_url, public_url
 from icecube_cloud.write.journal import STATUS_ATTR
+from icecube_cloud.write.zarr_internals import chunk_key, codec_chain
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,103 @@ def read_layout(url: str, storage_options: Mapping[str, Any] | None = None) -> C
     )
 
 
+_BLOSC = numcodecs.Blosc()
+"""Decodes any Blosc chunk (its header says how it was encoded)."""
+
+
+@dataclass(frozen=True)
+class ChunkFiles:
+    """Windows of a local Zarr v3 array decoded straight from its chunk files (see the module doc).
+
+    The inverse of :class:`icecube_cloud.write.chunks.ChunkEncoder`, for the same codec chain.
+    """
+
+    array: zarr.Array[Any]
+    """The array (its chunk keys)."""
+    folder: Path
+    """The array's folder."""
+    chunks: tuple[int, ...]
+    """Shape of a (full) chunk: every stored chunk has it, edge chunks included (Zarr v3)."""
+    dtype: np.dtype[Any]
+    """Little-endian sample type of the array."""
+
+    @classmethod
+    def of(cls, array: zarr.Array[Any]) -> ChunkFiles | None:
+        """The direct reader of ``array``, or ``None`` unless it is local with ``bytes`` → ``blosc``."""
+        codecs = codec_chain(array)  # the outer chain: a sharded array is not read here
+        if not isinstance(array.store, LocalStore) or len(codecs) != 2:
+            return None
+        raw, blosc = codecs
+        if not isinstance(raw, BytesCodec) or not isinstance(blosc, BloscCodec):
+            return None
+        if raw.endian not in (None, Endian.little):
+            return None
+        folder = Path(array.store.root) / array.path
+        dtype = np.dtype(array.dtype).newbyteorder("<")
+        return cls(array, folder, tuple(int(c) for c in array.chunks), dtype)
+
+    def read(self, window: tuple[slice, ...]) -> npt.NDArray[Any]:
+        """The pixels of ``window`` (one step-1 slice per dimension; open ends allowed).
+
+        A window over several chunks decodes them concurrently (as zarr does), in a small thread
+        pool of this process.
+        """
+        bounds = [w.indices(n)[:2] for w, n in zip(window, self.array.shape, strict=True)]
+        starts = tuple(a for a, _ in bounds)
+        stops = tuple(b for _, b in bounds)
+        out = np.empty([b - a for a, b in zip(starts, stops, strict=True)], dtype=self.dtype)
+        spans = [
+            range(a // c, (b - 1) // c + 1)
+            for a, b, c in zip(starts, stops, self.chunks, strict=True)
+        ]
+        indices = list(itertools.product(*spans))
+        if len(indices) == 1:
+            self._copy_chunk(indices[0], starts, stops, out)
+        else:
+            for _ in _pool().map(lambda i: self._copy_chunk(i, starts, stops, out), indices):
+                pass
+        return out
+
+    def _copy_chunk(
+        self,
+        index: tuple[int, ...],
+        starts: tuple[int, ...],
+        stops: tuple[int, ...],
+        out: npt.NDArray[Any],
+    ) -> None:
+        """Decode chunk ``index`` and copy its part of the window into ``out``."""
+        lo = [max(a, i * c) for a, i, c in zip(starts, index, self.chunks, strict=True)]
+        hi = [min(b, (i + 1) * c) for b, i, c in zip(stops, index, self.chunks, strict=True)]
+        dst = tuple(slice(x - a, y - a) for x, y, a in zip(lo, hi, starts, strict=True))
+        try:
+            raw = (self.folder / chunk_key(self.array, index)).read_bytes()
+        except FileNotFoundError:  # a chunk never written holds the fill value
+            out[dst] = self.array.fill_value
+            return
+        chunk = np.frombuffer(_BLOSC.decode(raw), dtype=self.dtype).reshape(self.chunks)
+        src = tuple(
+            slice(x - i * c, y - i * c)
+            for x, y, i, c in zip(lo, hi, index, self.chunks, strict=True)
+        )
+        out[dst] = chunk[src]
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+DECODE_THREADS = 4
+"""Threads decoding the chunks of one window (an unaligned patch spans up to four)."""
+
+
+def _pool() -> ThreadPoolExecutor:
+    """This process's decode pool (a pool inherited through ``fork`` has no threads: a new one)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (
+            os.getpid(),
+            ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="icecube-chunks"),
+        )
+    return _POOL[1]
+
+
 class CubeReader:
     """Windows of a cube's pixel and label arrays, opened lazily once per process.
 
@@ -130,25 +241,34 @@ class CubeReader:
         self.storage_options = StorageOptions.of(storage_options)
         self._pid: int | None = None
         self._arrays: dict[str, zarr.Array[Any]] = {}
+        self._files: dict[str, ChunkFiles | None] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_pid"], state["_arrays"] = None, {}
+        state["_pid"], state["_arrays"], state["_files"] = None, {}, {}
         return state
 
-    def _array(self, name: str) -> zarr.Array[Any]:
+    def _open(self) -> None:
         if self._pid != os.getpid():  # first use in this process (or inherited through fork)
             group = _open_group(StorageTarget.from_url(self.url, self.storage_options))
             self._arrays = {n: group[n] for n in {self.variable, self.labels} if n}  # type: ignore[misc]
+            self._files = {n: ChunkFiles.of(a) for n, a in self._arrays.items()}
             self._pid = os.getpid()
-        return self._arrays[name]
+
+    def _read(self, name: str, window: tuple[slice, ...]) -> npt.NDArray[Any]:
+        self._open()
+        files = self._files[name]
+        if files is not None:
+            return files.read(window)
+        return np.asarray(self._arrays[name][window])
 
     def pixels(self, times: slice, rows: slice, cols: slice) -> npt.NDArray[Any]:
-        """``(time, rows, cols)`` of the pixel variable."""
-        return np.asarray(self._array(self.variable)[times, rows, cols])
+        """``(time, rows, cols)`` of the pixel variable (slices with a start and a stop)."""
+        return self._read(self.variable, (times, rows, cols))
 
     def label(self, t: int, rows: slice, cols: slice) -> npt.NDArray[Any]:
         """``(rows, cols)`` of the label variable at time index ``t``."""
         if self.labels is None:
             raise UsageError(f"{self.url}: the cube has no `labels` variable")
-        return np.asarray(self._array(self.labels)[t, rows, cols])
+        labels: npt.NDArray[Any] = self._read(self.labels, (slice(t, t + 1), rows, cols))[0]
+        return labels

@@ -126,14 +126,12 @@ class PatchDataset(Dataset[dict[str, Any]]):
                 raise UsageError(
                     f"no window of {lay.url} has {min_data:.0%} of its pixels with data"
                 )
-        else:
-            axis_positions(*self.region.rows, size)  # raises when a window does not fit
-            axis_positions(*self.region.cols, size)
-        default = (
-            len(self._starts)
-            * len(axis_positions(*self.region.rows, size))
-            * len(axis_positions(*self.region.cols, size))
+        # the grid's row and column starts (raise when a window does not fit)
+        self._positions = (
+            axis_positions(*self.region.rows, size),
+            axis_positions(*self.region.cols, size),
         )
+        default = len(self._starts) * len(self._positions[0]) * len(self._positions[1])
         self.num_samples = num_samples if num_samples is not None else default
         if self.num_samples < 1:
             raise UsageError(f"num_samples={num_samples}: expected >= 1")
@@ -169,7 +167,9 @@ class PatchDataset(Dataset[dict[str, Any]]):
             t, r, c = self._grid[index]
             return int(t), int(r), int(c)
         rng = np.random.default_rng([self.seed, index])
-        return random_window(rng, self._starts, self.region, self.size, self.aligned)
+        return random_window(
+            rng, self._starts, self.region, self.size, self.aligned, self._positions
+        )
 
     def _read(self, t: int, r: int, c: int) -> npt.NDArray[Any]:
         s = self.size
@@ -178,7 +178,9 @@ class PatchDataset(Dataset[dict[str, Any]]):
     def _random_item(self, index: int) -> tuple[tuple[int, int, int], npt.NDArray[Any]]:
         rng = np.random.default_rng([self.seed, index])
         for _ in range(MAX_DRAWS):
-            t, r, c = random_window(rng, self._starts, self.region, self.size, self.aligned)
+            t, r, c = random_window(
+                rng, self._starts, self.region, self.size, self.aligned, self._positions
+            )
             pixels = self._read(t, r, c)
             if self.min_data <= 0 or all(
                 np.count_nonzero(p) >= self.min_data * p.size for p in pixels
