@@ -43,7 +43,11 @@ from icecube_cloud.storage import is_remote, local_path, public_url
 log = logging.getLogger(__name__)
 
 COMPLEVEL = 4
-"""zlib (deflate) level of the image variables: near the best ratio of 9 at a fraction of the time."""
+"""zlib (deflate) level of the image variables.
+
+Measured on a synthetic 4 x 2048² uint16 GRD cube (32 MiB): level 1 gave 20.8 MiB, 4 gave 20.2 MiB in
+about the same time, 9 gave 19.7 MiB in 20 times that.
+"""
 
 MAX_CHUNK_BYTES = 4 * 2**20
 """Largest netCDF chunk (uncompressed): a cube chunk bigger than this is halved until it fits."""
