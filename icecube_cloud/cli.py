@@ -297,8 +297,8 @@ def quicklook_cmd(cube: str, out: str, max_times: int, progress: CliProgress) ->
 def export_cmd(cube: str, out: str, complevel: int, progress: CliProgress) -> None:
     """Write CUBE as one chunked, compressed netCDF4 file OUT (a new local file; never overwritten).
 
-    Plain ``xr.open_dataset(OUT)`` reads the same variables, coordinates and attributes; SLC values
-    stay complex64; dict-valued attributes are JSON strings (``icecube_cloud.open_netcdf`` decodes them).
+    Plain xr.open_dataset(OUT) reads the same variables, coordinates and attributes; SLC values
+    stay complex64; dict-valued attributes are JSON strings (icecube_cloud.open_netcdf decodes them).
     """
     from icecube_cloud.export import export_cube
 
