@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from icecube_cloud.build import build_cube, plan_cube
     from icecube_cloud.config import CubeConfig, load_config, parse_config
     from icecube_cloud.cube import cube_info, open_cube
+    from icecube_cloud.export import ExportResult, export_cube, open_netcdf
     from icecube_cloud.ingest import ingest
     from icecube_cloud.plan import CubePlan
     from icecube_cloud.products import read_product
@@ -34,6 +35,9 @@ _EXPORTS = {
     "parse_config": "icecube_cloud.config",
     "cube_info": "icecube_cloud.cube",
     "open_cube": "icecube_cloud.cube",
+    "ExportResult": "icecube_cloud.export",
+    "export_cube": "icecube_cloud.export",
+    "open_netcdf": "icecube_cloud.export",
     "ingest": "icecube_cloud.ingest",
     "CubePlan": "icecube_cloud.plan",
     "read_product": "icecube_cloud.products",
@@ -44,12 +48,15 @@ __all__ = [
     "BuildResult",
     "CubeConfig",
     "CubePlan",
+    "ExportResult",
     "__version__",
     "build_cube",
     "cube_info",
+    "export_cube",
     "ingest",
     "load_config",
     "open_cube",
+    "open_netcdf",
     "parse_config",
     "plan_cube",
     "product_to_item",

@@ -283,6 +283,34 @@ def quicklook_cmd(cube: str, out: str, max_times: int, progress: CliProgress) ->
     click.echo(f"{out}: {n} panels")
 
 
+@cli.command("export")
+@click.argument("cube")
+@click.argument("out")
+@click.option(
+    "--complevel",
+    type=click.IntRange(1, 9),
+    default=4,
+    show_default=True,
+    help="zlib level of the image variables.",
+)
+@command
+def export_cmd(cube: str, out: str, complevel: int, progress: CliProgress) -> None:
+    """Write CUBE as one chunked, compressed netCDF4 file OUT (a new local file; never overwritten).
+
+    Plain xr.open_dataset(OUT) reads the same variables, coordinates and attributes; SLC values
+    stay complex64; dict-valued attributes are JSON strings (icecube_cloud.open_netcdf decodes them).
+    """
+    from icecube_cloud.export import export_cube
+
+    result = export_cube(
+        cube, out, storage_options=storage_options(), progress=progress, complevel=complevel
+    )
+    click.echo(
+        f"{result.path}: {', '.join(result.variables)}, {result.nbytes / 2**20:.1f} MiB in "
+        f"{result.file_bytes / 2**20:.1f} MiB ({result.chunks} chunks) in {result.seconds:.1f} s"
+    )
+
+
 @cli.command("demo")
 @click.option(
     "--workdir", default="demo", show_default=True, help="Folder for products, catalog and cube."

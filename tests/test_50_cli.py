@@ -314,3 +314,29 @@ def test_config_warning_is_one_clean_line(stack, dask_scheduler):
     assert (
         line.startswith("warning: config key 'space_overlap'") and "IgnoredConfigKeyWarning" in line
     )
+
+
+def test_export_writes_netcdf_and_refuses_to_overwrite(slc_cube, tmp_path):
+    out = tmp_path / "cube.nc"
+    r = run("export", slc_cube, str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"{out}: labels, slc" in r.stdout
+    assert "export: 6/6" in r.stderr  # progress in chunks (not a terminal: one line at the end)
+    nc = xr.open_dataset(out)
+    assert nc["slc"].dtype == np.complex64
+    assert nc["slc"].values.tobytes() == xr.open_zarr(slc_cube)["slc"].values.tobytes()
+    before = out.read_bytes()
+
+    r = run("export", slc_cube, str(out), "--quiet")
+    assert r.returncode == 2
+    assert (
+        r.stderr
+        == f"error: {out}: exists; export never overwrites (remove it or choose another name)\n"
+    )
+    assert out.read_bytes() == before
+
+    missing = tmp_path / "missing.zarr"
+    r = run("export", str(missing), str(tmp_path / "other.nc"), "-q")
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"error: {missing}: not a complete cube")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.nc"]
