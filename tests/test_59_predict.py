@@ -162,6 +162,11 @@ def test_foreign_or_existing_outputs_are_refused_untouched(grd_cube, tmp_path):
         Thresholds(), grd_cube, str(out), size=64, overlap=8, register=False, overwrite=True
     )
     assert open_cube(str(out))["prediction"].dtype == np.uint8
+    pixels_before = sorted(p.name for p in Path(grd_cube).rglob("*"))
+    for inside in (grd_cube, f"{grd_cube}/pred.zarr", str(Path(grd_cube).parent)):
+        with pytest.raises(UsageError, match="outside the input cube"):
+            predict_cube(Identity(), grd_cube, inside, size=64, overlap=8, overwrite=True)
+    assert sorted(p.name for p in Path(grd_cube).rglob("*")) == pixels_before
     with pytest.raises(UsageError, match="overlap"):
         predict_cube(Identity(), grd_cube, str(tmp_path / "x.zarr"), size=64, overlap=32)
     with pytest.raises(UsageError, match="does not fit"):

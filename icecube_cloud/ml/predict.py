@@ -40,7 +40,7 @@ from icecube_cloud.ml.cubestore import CubeLayout, CubeReader, read_layout
 from icecube_cloud.ml.prediction_store import PredictionStore
 from icecube_cloud.ml.sampling import tile_spans, window_times
 from icecube_cloud.progress import Progress, no_progress
-from icecube_cloud.storage import public_url
+from icecube_cloud.storage import StorageTarget, public_url
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,19 @@ def _predict_one(
     return predict_slice(model, x, size=size, overlap=overlap, batch_size=batch_size, device=device)
 
 
+def _check_apart(cube: str, out: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Refuse an output that is the input cube, lies inside it, or holds it.
+
+    With ``overwrite`` such an output would replace (or write into) the user's cube.
+    """
+    a = StorageTarget.from_url(cube, storage_options).url.rstrip("/") + "/"
+    b = StorageTarget.from_url(out, storage_options).url.rstrip("/") + "/"
+    if a.startswith(b) or b.startswith(a):
+        raise UsageError(
+            f"{public_url(out)}: the predictions must go outside the input cube {public_url(cube)}"
+        )
+
+
 def _prepare(
     cube: str,
     storage_options: Mapping[str, Any] | None,
@@ -242,6 +255,7 @@ def predict_cube(
         _predict_one, model=model, reader=reader, layout=layout, input=input, floor_db=floor_db,
         times=times, size=size, overlap=overlap, batch_size=batch_size, device=device,
     )  # fmt: skip
+    _check_apart(cube, out, storage_options)
     first = predict(targets[0])  # the model's output decides the variable's dtype
     store = PredictionStore.open(
         out, storage_options, overwrite=overwrite, fingerprint=_fingerprint(model, settings)
