@@ -297,6 +297,15 @@ class StaticCatalog:
         return tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)
 
     @property
+    def _whole_read(self) -> dict[str, Any]:
+        """``cat_file`` options that make reading a JSON one GET.
+
+        s3fs asks an object's size first (a HEAD) to decide on a concurrent download, and ``open()``
+        always does; small JSONs need neither.
+        """
+        return {"max_concurrency": 1} if "s3" in self._protocols else {}
+
+    @property
     def _catalog_path(self) -> str:
         return f"{self._root}/catalog.json"
 
@@ -320,7 +329,7 @@ class StaticCatalog:
 
     def _read_json(self, path: str) -> dict[str, Any]:
         try:
-            body = self._fs.cat_file(path)  # one GET (open() adds a HEAD on object stores)
+            body = self._fs.cat_file(path, **self._whole_read)
         except FileNotFoundError as exc:
             raise CatalogError(
                 f"{self._display(path)}: file listed in the catalog is missing"
