@@ -14,7 +14,7 @@ STAC_API_PORT ?= 8082
 MOTO_DIR  ?= .moto
 MOTO_PORT ?= 5555
 
-.PHONY: help demo demo-cloud test lint typecheck unit system-packages bench bench-map \
+.PHONY: help demo demo-cloud test lint typecheck unit system-packages bench bench-map bench-scale \
         catalog-up catalog-down moto-up moto-down clean
 
 help:
@@ -25,6 +25,7 @@ help:
 	@echo "make moto-up     - run a local S3 (moto) on port $(MOTO_PORT); moto-down stops it"
 	@echo "make bench       - benchmark builds against the I/O ceiling and the naive recipe (not part of test)"
 	@echo "make bench-map   - map-grid builds against odc-stac, stackstac and a bare reproject pool (in bench)"
+	@echo "make bench-scale - per-step time and S3 requests of a daily cube of a year from 5,000 items (in bench)"
 	@echo "make clean       - remove the virtual environment and demo output"
 
 $(BIN)/python:
@@ -63,10 +64,17 @@ test: lint typecheck unit
 bench: $(STAMP)-test
 	$(BIN)/python -m benchmarks.run --size small --size large --repeat 3 --memory --json bench.json
 	$(MAKE) bench-map
+	$(MAKE) bench-scale
 
 bench-map: $(STAMP)-test
 	$(BIN)/python -m benchmarks.bench_map --size large --resampling nearest --resampling bilinear \
 		--json bench-map.json
+
+bench-scale: $(STAMP)-test system-packages
+	$(BIN)/python -m benchmarks.bench_scale --slices 90 --slices 180 --slices 365 --items 5000 \
+		--store s3 --repeat 2 --json bench-scale-s3.json
+	$(BIN)/python -m benchmarks.bench_scale --slices 365 --items 1000 --items 5000 --store local \
+		--catalog static --catalog api --repeat 2 --json bench-scale-local.json
 
 catalog-up: $(STAMP)-test system-packages
 	$(BIN)/python -m icecube_cloud.testing.stac_api up --dir $(STAC_API_DIR) --port $(STAC_API_PORT)

@@ -83,6 +83,7 @@ def _run_once(
         rec.call(
             "other", build_cube, env.catalog_url, env.config, env.cube_url,
             storage_options=so, scheduler=scheduler, register=False,
+            allowed_hrefs=env.allowed_hrefs,
         )  # fmt: skip
     out["build"] = {k: v.to_dict() for k, v in rec.steps.items()}
 
@@ -94,7 +95,7 @@ def _run_once(
     with rec.watching(setup.step_targets()):
         result = rec.call(
             "other", update_cube, env.cube_url, env.catalog_url, storage_options=so,
-            scheduler=scheduler,
+            scheduler=scheduler, allowed_hrefs=env.allowed_hrefs,
         )  # fmt: skip
     if result.added != (env.new_item.id,):
         raise RuntimeError(f"update added {result.added}, expected {env.new_item.id}")
@@ -231,6 +232,7 @@ def run_suite(
 ) -> list[dict[str, Any]]:
     """Every case on one cluster, one moto server and (when asked) one STAC API."""
     tmp = Path(tempfile.mkdtemp(prefix="icecube-bench-scale-", dir=workdir))
+    tmp.chmod(0o755)  # the STAC API's postgres user must enter it
     rows: list[dict[str, Any]] = []
     try:
         with contextlib.ExitStack() as stack:

@@ -104,6 +104,8 @@ class CaseEnv:
     new_item: pystac.Item
     storage_options: StorageOptions | None
     forget: Callable[[], None]
+    allowed_hrefs: tuple[str, ...] = ()
+    """Where the products are (a STAC API's local hrefs must be allowed explicitly)."""
 
     def catalog(self) -> ItemCatalog:
         so = dict(self.storage_options) if self.storage_options else None
@@ -131,7 +133,7 @@ def case_env(ctx: Services, n: int, m: int, store: str, catalog: str) -> Iterato
         assert ctx.api is not None
         url, forget = _api_catalog(ctx.api, listed, new)
     try:
-        yield CaseEnv(url, f"{root}/cube.zarr", config, new, so, forget)
+        yield CaseEnv(url, f"{root}/cube.zarr", config, new, so, forget, (str(ctx.tmp),))
     finally:
         remove(root, so)
 

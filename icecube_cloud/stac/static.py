@@ -372,7 +372,8 @@ class StaticCatalog:
             found = []
         for path, data in zip(missing, found, strict=False):
             rows[missing[path]] = index_row(self._item_from(path, data))
-        self._write_json(f"{folder}/{INDEX_NAME}", index_document(rows))
+        # compact: json's C encoder (indenting uses the Python one, 10x slower at 5,000 rows)
+        self._write_json(f"{folder}/{INDEX_NAME}", index_document(rows), indent=None)
 
     def _read_item(self, path: str) -> pystac.Item:
         return self._item_from(path, self._read_json(path))
@@ -397,8 +398,8 @@ class StaticCatalog:
         item.set_self_href(self._display(path))
         return item
 
-    def _write_json(self, path: str, data: dict[str, Any]) -> None:
-        payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    def _write_json(self, path: str, data: dict[str, Any], indent: int | None = 2) -> None:
+        payload = (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             self._fs.makedirs(posixpath.dirname(path), exist_ok=True)
             self._fs.pipe_file(path, payload)
