@@ -7,7 +7,7 @@ bbox. A search reads the collection and its index (two GETs), reads only the ite
 bbox can match, and then matches those exactly (:func:`icecube_cloud.stac.search.match_item`), so the
 index only ever narrows what is read, never what is found. An item link the index lacks (a catalog
 written before the index, or edited by another tool) is always read; :meth:`StaticCatalog.upsert`
-adds the rows it lacks. The index is JSON (no Parquet dependency): ~130 bytes an item.
+adds the rows it lacks. The index is JSON (no Parquet dependency): ~250 bytes an item.
 """
 
 from __future__ import annotations
