@@ -14,7 +14,7 @@ STAC_API_PORT ?= 8082
 MOTO_DIR  ?= .moto
 MOTO_PORT ?= 5555
 
-.PHONY: help demo demo-cloud test lint typecheck unit system-packages bench bench-map bench-patches \
+.PHONY: help demo demo-cloud test lint typecheck unit system-packages bench bench-map bench-patches bench-scale \
         catalog-up catalog-down moto-up moto-down clean
 
 help:
@@ -26,6 +26,7 @@ help:
 	@echo "make bench       - benchmark builds against the I/O ceiling and the naive recipe (not part of test)"
 	@echo "make bench-map   - map-grid builds against odc-stac, stackstac and a bare reproject pool (in bench)"
 	@echo "make bench-patches - random training patches/s: DataLoader vs bare zarr reads vs xbatcher (in bench)"
+	@echo "make bench-scale - per-step time and S3 requests of a daily cube of a year from 5,000 items (in bench)"
 	@echo "make clean       - remove the virtual environment and demo output"
 
 $(BIN)/python:
@@ -65,6 +66,7 @@ bench: $(STAMP)-test
 	$(BIN)/python -m benchmarks.run --size small --size large --repeat 3 --memory --json bench.json
 	$(MAKE) bench-map
 	$(MAKE) bench-patches
+	$(MAKE) bench-scale
 
 bench-map: $(STAMP)-test
 	$(BIN)/python -m benchmarks.bench_map --size large --resampling nearest --resampling bilinear \
@@ -72,6 +74,12 @@ bench-map: $(STAMP)-test
 
 bench-patches: $(STAMP)-test
 	$(BIN)/python -m benchmarks.bench_patches --size large --repeat 3 --json bench-patches.json
+
+bench-scale: $(STAMP)-test system-packages
+	$(BIN)/python -m benchmarks.bench_scale --slices 90 --slices 180 --slices 365 --items 5000 \
+		--store s3 --repeat 2 --json bench-scale-s3.json
+	$(BIN)/python -m benchmarks.bench_scale --slices 365 --items 1000 --items 5000 --store local \
+		--catalog static --catalog api --repeat 2 --json bench-scale-local.json
 
 catalog-up: $(STAMP)-test system-packages
 	$(BIN)/python -m icecube_cloud.testing.stac_api up --dir $(STAC_API_DIR) --port $(STAC_API_PORT)

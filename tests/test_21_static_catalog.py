@@ -21,6 +21,7 @@ from icecube_cloud.stac.collections import COLLECTION_IDS, load_collection
 from icecube_cloud.stac.items import product_to_item
 from icecube_cloud.stac.search import SearchParams
 from icecube_cloud.stac.static import StaticCatalog
+from icecube_cloud.stac.static_index import INDEX_NAME
 from icecube_cloud.stac.validate import validate_stac
 
 
@@ -215,6 +216,46 @@ def test_search_incidence_and_time(tmp_path: Path) -> None:
     day2 = metas[2].acquisition_end
     found = cat.search(SearchParams(datetime=(day2 - timedelta(hours=1), day2.replace(tzinfo=UTC))))
     assert [i.id for i in found] == ["ICEYE_GRD_STACK_02"]
+
+
+def _day(meta: Any) -> SearchParams:
+    end = meta.acquisition_end
+    return SearchParams(datetime=(end - timedelta(hours=1), end + timedelta(hours=1)))
+
+
+def test_search_reads_only_the_items_that_can_match(tmp_path: Path) -> None:
+    """The collection's index lets a search skip items outside its interval unread (issue 16)."""
+    cat = StaticCatalog.open(str(tmp_path), create=True)
+    metas = grd_series(4)
+    cat.upsert(product_to_item(m) for m in metas)
+    index = json.loads((tmp_path / "iceye-grd" / INDEX_NAME).read_text())
+    assert sorted(index["items"]) == [f"./{m.product_id}/{m.product_id}.json" for m in metas]
+    # an item outside the searched day is never opened: breaking it changes nothing
+    broken = tmp_path / "iceye-grd" / "ICEYE_GRD_STACK_00" / "ICEYE_GRD_STACK_00.json"
+    broken.write_text("{")
+    assert [i.id for i in cat.search(_day(metas[2]))] == ["ICEYE_GRD_STACK_02"]
+    # a search that can match it reads it, and names the file
+    with pytest.raises(CatalogError, match=r"ICEYE_GRD_STACK_00\.json"):
+        cat.search(_day(metas[0]))
+
+
+def test_search_without_or_with_a_stale_index_finds_every_match(tmp_path: Path) -> None:
+    """An item the index lacks (older catalog, another tool) is always read; upsert indexes it."""
+    cat = StaticCatalog.open(str(tmp_path), create=True)
+    metas = grd_series(3)
+    cat.upsert(product_to_item(m) for m in metas)
+    index = tmp_path / "iceye-grd" / INDEX_NAME
+    index.unlink()  # a catalog written before the index
+    assert [i.id for i in cat.search(_day(metas[1]))] == ["ICEYE_GRD_STACK_01"]
+    cat.upsert([product_to_item(grd_series(4)[3])])  # rebuilds the missing rows
+    assert len(json.loads(index.read_text())["items"]) == 4
+    # an item linked by hand, unknown to the index, is still found
+    rows = json.loads(index.read_text())
+    del rows["items"]["./ICEYE_GRD_STACK_02/ICEYE_GRD_STACK_02.json"]
+    index.write_text(json.dumps(rows))
+    assert [i.id for i in cat.search(_day(metas[2]))] == ["ICEYE_GRD_STACK_02"]
+    both = SearchParams(datetime=(metas[1].acquisition_start, metas[2].acquisition_end))
+    assert [i.id for i in cat.search(both)] == ["ICEYE_GRD_STACK_01", "ICEYE_GRD_STACK_02"]
 
 
 def test_ingest_registers_the_readable_and_reports_the_rest(tmp_path: Path) -> None:

@@ -236,3 +236,67 @@ def test_patches_table_has_a_line_per_case(patches_result: dict[str, Any]) -> No
     lines = table(row).splitlines()
     assert lines[0].startswith("| case | windows |") and len(lines) == 2 + len(row["cases"])
     assert lines[-1].startswith("| xbatcher | grid (aligned) |")
+
+
+# --- the scale case (benchmarks.bench_scale, issue 16 items 3 and 5) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from benchmarks import bench_scale
+
+    out = tmp_path_factory.mktemp("bench-scale") / "bench-scale.json"
+    argv = ["--slices", "3", "--slices", "6", "--items", "30", "--store", "s3", "--json", str(out)]
+    assert bench_scale.main(argv) == 0
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def test_scale_every_phase_is_measured(scale_result: dict[str, Any]) -> None:
+    rows = scale_result["rows"]
+    assert [(r["slices"], r["items"], r["store"]) for r in rows] == [(3, 30, "s3"), (6, 30, "s3")]
+    for row in rows:
+        phases = row["phases"]
+        assert set(phases) == {"build", "ingest 1", "update", "open"}
+        for step in ("search", "plan", "source check", "skeleton", "band tasks", "commit"):
+            assert phases["build"][step]["calls"] >= 1, step
+            assert phases["build"][step]["s"] >= 0
+        assert set(phases["update"]) >= {"search", "read cube", "band tasks", "commit"}
+        assert phases["open"]["open_cube"]["requests"]["GET"] > 0
+
+
+def test_scale_requests_grow_with_slices_not_items(scale_result: dict[str, Any]) -> None:
+    """The claims of the README's scale table, as request counts (deterministic)."""
+    small, large = scale_result["rows"]
+    for row in (small, large):
+        n, build, update = row["slices"], row["phases"]["build"], row["phases"]["update"]
+        # the search reads the catalog, the collection, its index and the n selected items only
+        assert build["search"]["requests"] == {"GET": n + 3, "HEAD": 2}
+        assert update["search"]["requests"]["GET"] == n + 4  # and the new one
+        assert build["band tasks"]["requests"]["PUT"] == 2 * n  # a chunk and a marker per image
+    # adding one image costs the same requests at any length, but for its search
+    for phase in ("update", "ingest 1", "open"):
+        for step, cost in large["phases"][phase].items():
+            if step != "search":
+                assert cost["requests"] == small["phases"][phase][step]["requests"], (phase, step)
+
+    def total(row: dict[str, Any], step: str) -> int:
+        return sum(row["phases"]["build"][step]["requests"].values())
+
+    added = large["slices"] - small["slices"]
+    # today's cost per image (README), a bound that a regression to O(items) or O(n²) breaks
+    for step, per_image in (("source check", 3), ("band tasks", 6)):
+        assert 0 < total(large, step) - total(small, step) <= per_image * added, step
+    assert total(large, "skeleton") == total(small, "skeleton")
+    k = {(g["phase"], g["step"]): g["k_requests"] for g in scale_result["growth"]}
+    assert k[("build", "skeleton")] == k[("build", "commit")] == 0
+
+
+def test_scale_request_classes() -> None:
+    from benchmarks.steps import classify
+
+    assert classify("GET", "/bench/cube.zarr/zarr.json") == "GET"
+    assert classify("GET", "/bench?list-type=2&prefix=x/") == "LIST"
+    assert classify("POST", "/bench?delete") == "DELETE"
+    assert classify("HEAD", "/bench/a") == "HEAD"
+    assert classify("PUT", "/bench/a?partNumber=1&uploadId=x") == "PUT"

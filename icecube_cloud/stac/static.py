@@ -20,6 +20,7 @@ import json
 import logging
 import posixpath
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,11 +31,22 @@ import pystac
 from icecube_cloud.errors import CatalogError
 from icecube_cloud.stac.collections import COLLECTION_IDS, load_collection
 from icecube_cloud.stac.search import SearchParams, search_items
+from icecube_cloud.stac.static_index import (
+    INDEX_NAME,
+    index_document,
+    index_row,
+    index_rows,
+    may_match,
+)
 
 log = logging.getLogger(__name__)
 
 CATALOG_ID = "icecube-cloud"
 _STRUCTURAL = frozenset({"root", "parent", "self", "collection", "child", "item"})
+_BATCH = 1000
+"""Items read per batch (bounds the JSON held at once)."""
+_CONCURRENCY = 32
+"""Concurrent item reads from an object store (one GET each)."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,13 @@ class StaticCatalog:
                 out.append(posixpath.basename(posixpath.dirname(posixpath.normpath(link["href"]))))
         return out
 
-    def items(self, collections: Sequence[str] | None = None) -> Iterator[pystac.Item]:
+    def items(
+        self, collections: Sequence[str] | None = None, params: SearchParams | None = None
+    ) -> Iterator[pystac.Item]:
         """Every item of the catalog (or of ``collections``), collection by collection.
+
+        With ``params``, items the collection's index (:mod:`icecube_cloud.stac.static_index`) shows
+        cannot match them are not read; the others are read concurrently where the store allows.
 
         Raises:
             CatalogError: An item or collection JSON is missing or broken (names the file).
@@ -112,14 +129,16 @@ class StaticCatalog:
             if collections is not None and cid not in collections:
                 continue
             coll_path = self._collection_path(cid)
-            coll = self._read_json(coll_path)
-            for link in coll.get("links", []):
-                if link.get("rel") != "item":
-                    continue
-                path = posixpath.normpath(
-                    posixpath.join(posixpath.dirname(coll_path), link["href"])
-                )
-                yield self._read_item(path)
+            folder = posixpath.dirname(coll_path)
+            hrefs = _item_hrefs(self._read_json(coll_path))
+            if params is not None:
+                rows = index_rows(self._read_index(folder))
+                hrefs = [h for h in hrefs if h not in rows or may_match(rows[h], params)]
+            paths = [posixpath.normpath(posixpath.join(folder, h)) for h in hrefs]
+            for start in range(0, len(paths), _BATCH):
+                batch = paths[start : start + _BATCH]
+                for path, data in zip(batch, self._read_many(batch), strict=True):
+                    yield self._item_from(path, data)
 
     def get_item(self, collection: str, item_id: str) -> pystac.Item:
         """One item by collection and id.
@@ -134,7 +153,7 @@ class StaticCatalog:
 
     def search(self, params: SearchParams) -> list[pystac.Item]:
         """Run a STAC search in process, with the same semantics as a STAC API."""
-        return search_items(self.items(params.collections), params)
+        return search_items(self.items(params.collections, params), params)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -235,8 +254,9 @@ class StaticCatalog:
                 ]
             },
         }
-        hrefs = [ln["href"] for ln in data.get("links", []) if ln.get("rel") == "item"]
+        hrefs = _item_hrefs(data)
         hrefs += [f"./{it.id}/{it.id}.json" for it in items]
+        self._write_index(posixpath.dirname(path), sorted(set(hrefs)), items)
         kept = [ln for ln in data.get("links", []) if ln.get("rel") not in _STRUCTURAL]
         data["links"] = [
             {"rel": "root", "href": "../catalog.json", "type": "application/json"},
@@ -277,6 +297,15 @@ class StaticCatalog:
         return tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)
 
     @property
+    def _whole_read(self) -> dict[str, Any]:
+        """``cat_file`` options that make reading a JSON one GET.
+
+        s3fs asks an object's size first (a HEAD) to decide on a concurrent download, and ``open()``
+        always does; small JSONs need neither.
+        """
+        return {"max_concurrency": 1} if "s3" in self._protocols else {}
+
+    @property
     def _catalog_path(self) -> str:
         return f"{self._root}/catalog.json"
 
@@ -300,13 +329,16 @@ class StaticCatalog:
 
     def _read_json(self, path: str) -> dict[str, Any]:
         try:
-            with self._fs.open(path, "rb") as f:
-                data = json.loads(f.read())
+            body = self._fs.cat_file(path, **self._whole_read)
         except FileNotFoundError as exc:
             raise CatalogError(
                 f"{self._display(path)}: file listed in the catalog is missing"
             ) from exc
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise CatalogError(f"{self._display(path)}: unreadable STAC JSON: {exc}") from exc
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
             raise CatalogError(f"{self._display(path)}: unreadable STAC JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise CatalogError(
@@ -314,8 +346,39 @@ class StaticCatalog:
             )
         return data
 
+    def _read_many(self, paths: list[str]) -> list[dict[str, Any]]:
+        """The JSON objects at ``paths``, in order; fetched concurrently from object stores."""
+        if "file" in self._protocols or len(paths) < 2:
+            return [self._read_json(p) for p in paths]
+        with ThreadPoolExecutor(_CONCURRENCY) as pool:
+            return list(pool.map(self._read_json, paths))
+
+    def _read_index(self, folder: str) -> dict[str, Any] | None:
+        try:
+            return self._read_json(f"{folder}/{INDEX_NAME}")
+        except CatalogError:
+            return None  # no index (an older catalog) or a broken one: every item is read
+
+    def _write_index(self, folder: str, hrefs: list[str], items: list[pystac.Item]) -> None:
+        """Rows for ``items`` (just written) and for any listed item the index lacks (read here)."""
+        rows = index_rows(self._read_index(folder))
+        rows.update({f"./{it.id}/{it.id}.json": index_row(it) for it in items})
+        rows = {h: rows[h] for h in hrefs if h in rows}
+        missing = {posixpath.normpath(posixpath.join(folder, h)): h for h in hrefs if h not in rows}
+        try:
+            found = self._read_many(list(missing))
+        except CatalogError as exc:  # a broken item stays unindexed: every search reads it
+            log.warning("catalog %s: items left out of the index: %s", self.url, exc)
+            found = []
+        for path, data in zip(missing, found, strict=False):
+            rows[missing[path]] = index_row(self._item_from(path, data))
+        # compact: json's C encoder (indenting uses the Python one, 10x slower at 5,000 rows)
+        self._write_json(f"{folder}/{INDEX_NAME}", index_document(rows), indent=None)
+
     def _read_item(self, path: str) -> pystac.Item:
-        data = self._read_json(path)
+        return self._item_from(path, self._read_json(path))
+
+    def _item_from(self, path: str, data: dict[str, Any]) -> pystac.Item:
         folder = posixpath.dirname(path)
         for asset in (data.get("assets") or {}).values():
             if isinstance(asset, dict) and isinstance(asset.get("href"), str):
@@ -335,13 +398,21 @@ class StaticCatalog:
         item.set_self_href(self._display(path))
         return item
 
-    def _write_json(self, path: str, data: dict[str, Any]) -> None:
-        payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    def _write_json(self, path: str, data: dict[str, Any], indent: int | None = 2) -> None:
+        payload = (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             self._fs.makedirs(posixpath.dirname(path), exist_ok=True)
             self._fs.pipe_file(path, payload)
         except OSError as exc:
             raise CatalogError(f"cannot write {self._display(path)}: {exc}") from exc
+
+
+def _item_hrefs(collection: dict[str, Any]) -> list[str]:
+    return [
+        ln["href"]
+        for ln in collection.get("links", [])
+        if ln.get("rel") == "item" and isinstance(ln.get("href"), str)
+    ]
 
 
 def _check_name(name: str, what: str) -> None:
