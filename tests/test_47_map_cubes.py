@@ -3,7 +3,8 @@
 The truth is computed here without GDAL: each map pixel's centre is taken to lon/lat with pyproj and
 into the product file through the file's own affine geolocation (a COG's transform, or the affine that
 a legacy GRD's GCPs define); the file pixel there is what ``nearest`` must hold. Pixels whose centre
-falls within a hair of a source pixel edge may take either neighbour (the warp's tolerance).
+falls within a hair of a source pixel edge may take either neighbour (products located by GCPs: GDAL's
+default tolerance; affine ones are exact, up to floating point).
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from pyproj import Transformer
 from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.errors import ConfigError, UsageError
 from icecube_cloud.ingest import ingest
-from icecube_cloud.read.warp import TOLERANCE
 from icecube_cloud.synthetic import make_stack
 
 START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
 SHAPES = [(180, 150), (160, 170), (200, 140), (170, 160)]
-EDGE = {"grd-cog": 5 * TOLERANCE, "legacy-grd": 0.13}
-"""Centres closer than this (in source pixels) to a pixel edge may take either neighbour: the warp's
-tolerance (affine products), GDAL's default 0.125 (products located by GCPs)."""
+EDGE = {"grd-cog": 1e-9, "legacy-grd": 0.13}
+"""Centres closer than this (in source pixels) to a pixel edge may take either neighbour: floating point
+(affine products: exact), GDAL's default 0.125 (products located by GCPs)."""
 
 
 def _stack(root: Path, flavour: str) -> list[Path]:
@@ -111,7 +111,7 @@ def test_nearest_holds_the_source_pixel_under_each_map_pixel(tmp_path, dask_sche
         wrong = (got != truth) & ~near_edge
         assert not wrong.any(), f"slice {t}: {int(wrong.sum())} pixels differ from the truth"
         assert (got[(truth == 0) & ~near_edge] == 0).all() and (got > 0).sum() > 0.3 * got.size
-        assert (got != truth).mean() < (0.002 if flavour == "grd-cog" else 0.08)
+        assert (got != truth).mean() < (1e-6 if flavour == "grd-cog" else 0.08)
     # The stack is not coregistered: footprints differ, so do the filled areas.
     filled = [(ds["amplitude"].isel(time=t).values > 0) for t in range(4)]
     assert any((filled[0] != f).any() for f in filled[1:])
