@@ -62,9 +62,17 @@ def _file_affine(path: str) -> tuple[Affine, np.ndarray]:
 
 def _truth(ds: xr.Dataset, t: int, edge: float) -> tuple[np.ndarray, np.ndarray]:
     """The source pixel under each map pixel's centre, and where that centre is near an edge."""
-    a, data = _file_affine(_HREFS[str(ds["product_id"].values[t])])
     crs = ds["spatial_ref"].attrs["crs_wkt"]
-    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    path = _HREFS[str(ds["product_id"].values[t])]
+    return _truth_on(crs, ds["x"].values, ds["y"].values, path, edge)
+
+
+def _truth_on(
+    crs: str, x: np.ndarray, y: np.ndarray, path: str, edge: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_truth` on the grid of pixel centres ``x``, ``y`` in ``crs``, for the file ``path``."""
+    a, data = _file_affine(path)
+    xx, yy = np.meshgrid(x, y)
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xx, yy)
     inv = ~a
     col = inv.a * lon + inv.b * lat + inv.c
@@ -115,6 +123,38 @@ def test_nearest_holds_the_source_pixel_under_each_map_pixel(tmp_path, dask_sche
     # The stack is not coregistered: footprints differ, so do the filled areas.
     filled = [(ds["amplitude"].isel(time=t).values > 0) for t in range(4)]
     assert any((filled[0] != f).any() for f in filled[1:])
+
+
+@pytest.mark.parametrize(("crs", "resolution"), [("utm", 0.7), ("EPSG:3857", 2.0)])
+def test_nearest_reads_are_exact_whatever_the_window(cogs, monkeypatch, crs, resolution):
+    """Every grid window read with ``nearest`` holds the file pixel under each map pixel's centre,
+    through the lattice (finer and coarser grids, windows off the lattice, many gather tiles) and
+    through the exact per-pixel path alike: the same bytes however the grid is cut."""
+    from icecube_cloud.model import Window
+    from icecube_cloud.read import nearest
+    from icecube_cloud.read.warp import WarpedReader
+
+    plan = plan_cube(str(cogs / "cat"), {"grid": {"crs": crs, "resolution": resolution}})
+    grid = plan.grid
+    assert grid is not None
+    ny, nx = grid.shape
+    windows = [Window(0, ny, 0, nx), Window(3, ny - 40, 7, nx - 5), Window(17, ny, 0, 33)]
+    monkeypatch.setattr(nearest, "TILE", (16, 64))
+    for s in plan.slices:
+        assert s.source is not None
+        truth, near_edge = _truth_on(
+            grid.crs_wkt, np.array(grid.x()), np.array(grid.y()), s.source.href, EDGE["grd-cog"]
+        )
+        assert (truth > 0).sum() > 0.2 * truth.size
+        reader = WarpedReader.open_source(s.source, None)
+        try:
+            for exact_path in (False, True):
+                monkeypatch.setattr(nearest, "MAX_CELL", 0.0 if exact_path else 1024)
+                for w in windows:
+                    wrong = (reader.read(w) != truth[w.slices]) & ~near_edge[w.slices]
+                    assert not wrong.any(), f"{w}: {int(wrong.sum())} pixels differ from the truth"
+        finally:
+            reader.close()
 
 
 def test_plain_rioxarray_and_odc_geo_read_the_georeferencing(cogs, tmp_path, dask_scheduler):

@@ -47,8 +47,6 @@ SAFETY = 4.0
 TILE = (64, 1024)
 """Rows and columns of grid pixels gathered at once (columns a multiple of the lattice step): the
 file pixels one tile needs stay in the processor's cache."""
-MARGIN = 4096
-"""Interpolated positions are clipped to this many file pixels around the band's file window."""
 MAX_CELL = 1024
 """Largest span of a lattice cell in file pixels for the fast path (coarser grids: exact path)."""
 FIXED_BITS = 31
@@ -81,10 +79,14 @@ class _Band:
     """The grid window."""
     source: Window
     """The file window it reads (file rows, columns)."""
+    pad: int
+    """Fill pixels around the file window in the gather buffer (twice a lattice cell's span and 2)."""
     cols: npt.NDArray[np.float64]
-    """File column of each lattice node, relative to ``source``, clipped to the margin."""
+    """Column of each lattice node in the gather buffer (the file window's plus ``pad``), clipped to
+    the buffer half a pixel in (never near an edge): a cell with a clipped corner lies wholly outside
+    the file window, and its pixels in the fill."""
     rows: npt.NDArray[np.float64]
-    """File row of each lattice node, likewise."""
+    """Row of each lattice node in the gather buffer, likewise."""
     node0: tuple[int, int]
     """Lattice index (row, column) of the first node of ``cols``/``rows`` (one before the window's)."""
     bits: int
@@ -138,11 +140,11 @@ class NearestMap:
             return out
         if band.source.az0 >= band.source.az1 or band.source.rg0 >= band.source.rg1:
             return out
-        h, w = band.source.shape
-        buf = np.empty((h + 1, w + 1), dtype=dtype)  # a fill row and column for outside pixels
-        buf[h, :] = fill
-        buf[:h, w] = fill
-        read(band.source, buf[:h, :w])
+        (h, w), p = band.source.shape, band.pad
+        buf = np.empty((h + 2 * p, w + 2 * p), dtype=dtype)  # the file window in a frame of fill
+        buf[:p] = buf[p + h :] = fill
+        buf[p : p + h, :p] = buf[p : p + h, p + w :] = fill
+        read(band.source, buf[p : p + h, p : p + w])
         _gather(self, band, buf, out)
         return out
 
@@ -184,7 +186,8 @@ class NearestMap:
             max(0, math.floor(lo_r)), min(height, math.floor(hi_r) + 1),
             max(0, math.floor(lo_c)), min(width, math.floor(hi_c) + 1),
         )  # fmt: skip
-        extent = max(src.shape) + 2 * MARGIN + 1
+        pad = math.ceil(2 * span) + 2
+        extent = max(src.shape) + 2 * pad + 1
         bits = FIXED_BITS - extent.bit_length()
         if bits < LOG_STEP + 8:  # a window too large for int32 fixed point
             return None
@@ -194,9 +197,9 @@ class NearestMap:
         if slack >= 1 << (bits - 2):
             return None
         return _Band(
-            window, src,
-            np.clip(c - src.rg0, -MARGIN, src.shape[1] + MARGIN),
-            np.clip(r - src.az0, -MARGIN, src.shape[0] + MARGIN),
+            window, src, pad,
+            np.clip(c - src.rg0 + pad, 0.5, src.shape[1] + 2 * pad - 0.5),
+            np.clip(r - src.az0 + pad, 0.5, src.shape[0] + 2 * pad - 0.5),
             n0, bits, slack,
         )  # fmt: skip
 
@@ -225,8 +228,8 @@ def _row_nodes(band: _Band, r0: int, r1: int) -> tuple[npt.NDArray[np.int32], ..
 
 
 def _gather(nmap: NearestMap, band: _Band, buf: npt.NDArray[Any], out: npt.NDArray[Any]) -> None:
-    """Fill ``out`` (the band's grid window) from ``buf`` (its file window plus a fill row/column)."""
-    win, (h, w) = band.window, band.source.shape
+    """Fill ``out`` (the band's grid window) from ``buf`` (its file window in a frame of fill)."""
+    win, stride = band.window, buf.shape[1]
     flat = buf.reshape(-1)
     mask, slack = (1 << band.bits) - 1, band.slack
     steps = np.arange(LATTICE_STEP, dtype=np.int32)
@@ -247,10 +250,9 @@ def _gather(nmap: NearestMap, band: _Band, buf: npt.NDArray[Any], out: npt.NDArr
             for v in current[1]
         )
         near = _near(cq, slack, mask) | _near(rq, slack, mask)
-        ci = np.minimum((cq >> band.bits).view(np.uint32), w)
-        idx = np.minimum((rq >> band.bits).view(np.uint32), h)
-        idx *= w + 1
-        idx += ci
+        idx = rq >> band.bits
+        idx *= stride
+        idx += cq >> band.bits
         dst = out[r0 - win.az0 : r1 - win.az0, c0 - win.rg0 : c1 - win.rg0]
         np.take(flat, idx, out=dst, mode="wrap")
         i, j = _nonzero(near)
@@ -289,10 +291,10 @@ def _exact_near(
     if not i.size:
         return
     c, r = nmap.position(i + band.window.az0, j + band.window.rg0)
-    h, w = band.source.shape
+    (h, w), p = band.source.shape, band.pad
     ok = np.isfinite(c) & np.isfinite(r)
     ci = np.where(ok, np.floor(c) - band.source.rg0, -1)
     ri = np.where(ok, np.floor(r) - band.source.az0, -1)
     inside = (ci >= 0) & (ci < w) & (ri >= 0) & (ri < h)
-    idx = np.where(inside, ri * (w + 1) + ci, h * (w + 1)).astype(np.intp)
+    idx = np.where(inside, (ri + p) * buf.shape[1] + ci + p, 0).astype(np.intp)  # 0: fill
     out[i, j] = buf.reshape(-1)[idx]
