@@ -131,15 +131,16 @@ class NearestMap:
 
     def warp(self, window: Window, read: Read, fill: float, dtype: Any) -> npt.NDArray[Any]:
         """Grid ``window`` of the file, ``nearest``: the file pixel under each pixel's centre."""
-        out = np.full(window.shape, fill, dtype=dtype)
         band = self._band(window)
         if band is None:  # the exact path, tile by tile
+            out = np.full(window.shape, fill, dtype=dtype)
             for r0, r1, c0, c1 in _tiles(window):
                 dst = out[r0 - window.az0 : r1 - window.az0, c0 - window.rg0 : c1 - window.rg0]
                 self.exact_tile(Window(r0, r1, c0, c1), read, dst)
             return out
         if band.source.az0 >= band.source.az1 or band.source.rg0 >= band.source.rg1:
-            return out
+            return np.full(window.shape, fill, dtype=dtype)
+        out = np.empty(window.shape, dtype=dtype)  # the gather writes every pixel
         (h, w), p = band.source.shape, band.pad
         buf = np.empty((h + 2 * p, w + 2 * p), dtype=dtype)  # the file window in a frame of fill
         buf[:p] = buf[p + h :] = fill
