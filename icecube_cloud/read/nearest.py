@@ -243,6 +243,10 @@ def _gather(nmap: NearestMap, band: _Band, buf: npt.NDArray[Any], out: npt.NDArr
         g0 = (c0 >> LOG_STEP) - band.node0[1]  # first lattice cell of the tile
         g1 = ((c1 - 1) >> LOG_STEP) - band.node0[1] + 1
         skip = c0 - ((c0 >> LOG_STEP) << LOG_STEP)
+        dst = out[r0 - win.az0 : r1 - win.az0, c0 - win.rg0 : c1 - win.rg0]
+        if _outside(band, [v[:, g0 : g1 + 1] for v in current[1]]):
+            dst[...] = buf[0, 0]  # the frame's corner: fill
+            continue
         cq, rq = (
             (
                 np.multiply((v[:, g0 + 1 : g1 + 1] - v[:, g0:g1])[:, :, None], steps)
@@ -254,12 +258,26 @@ def _gather(nmap: NearestMap, band: _Band, buf: npt.NDArray[Any], out: npt.NDArr
         idx = rq >> band.bits
         idx *= stride
         idx += cq >> band.bits
-        dst = out[r0 - win.az0 : r1 - win.az0, c0 - win.rg0 : c1 - win.rg0]
         np.take(flat, idx, out=dst, mode="wrap")
         i, j = _nonzero(near)
         near_r.append(i + (r0 - win.az0))
         near_c.append(j + (c0 - win.rg0))
     _exact_near(nmap, band, buf, out, np.concatenate(near_r), np.concatenate(near_c))
+
+
+def _outside(band: _Band, nodes: list[npt.NDArray[np.int32]]) -> bool:
+    """Whether a tile lies wholly in the fill, farther from the file window than the error bound.
+
+    ``nodes`` are the row-interpolated (columns, rows) of the tile's cells. Interpolated positions are
+    convex combinations of their nodes, so the nodes' extremes decide, for exact positions too.
+    """
+    lo = (band.pad << band.bits) - band.slack
+    for v, size in zip(nodes, (band.source.shape[1], band.source.shape[0]), strict=True):
+        if int(v.max()) << LOG_STEP < lo:
+            return True
+        if int(v.min()) << LOG_STEP >= ((band.pad + size) << band.bits) + band.slack:
+            return True
+    return False
 
 
 def _near(q: npt.NDArray[np.int32], slack: int, mask: int) -> npt.NDArray[np.bool_]:
