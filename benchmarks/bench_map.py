@@ -27,12 +27,12 @@ imports before the clock starts, and dirty pages of earlier cases are flushed fi
 Throughput is MiB of cube pixels (time × y × x × 2 bytes) per wall second, whole process (item
 reading and graph building included). Each peer's cube is compared with ours on every pixel where
 either is not fill (``agree``: equal; ``agree_1dn``: within 1 DN): with ``nearest`` the peers and the
-ceiling use GDAL's default approximate transformer (0.125 source pixels) where ours asks GDAL for
-0.001, so a few per cent of pixels may take a neighbouring source pixel; a peer that loads nothing
-agrees on 0. Other resamplings are not expected to agree: each tool sizes GDAL's kernel its own way
-(ours once per product, the others per warped extent), so the JSON's ``mean_abs_dn`` tells how far
-apart they are. With ``--repeat N`` the four cases run N times interleaved; the fastest run is reported,
-every run's seconds are kept. Usage::
+ceiling use GDAL's default approximate transformer (0.125 source pixels) where ours is exact (the
+source pixel under each map pixel's centre), so a few per cent of pixels may take a neighbouring one;
+a peer that loads nothing agrees on 0. Other resamplings are not expected to agree: each tool sizes
+GDAL's kernel its own way (ours once per product, the others per warped extent), so the JSON's
+``mean_abs_dn`` tells how far apart they are. With ``--repeat N`` the four cases run N times
+interleaved; the fastest run is reported, every run's seconds are kept. Usage::
 
     python -m benchmarks.bench_map [--size tiny|small|large] [--repeat N] [--json out.json]
         [--resampling nearest|bilinear ...] [--workers 2] [--no-fresh]

@@ -3,7 +3,8 @@
 The truth is computed here without GDAL: each map pixel's centre is taken to lon/lat with pyproj and
 into the product file through the file's own affine geolocation (a COG's transform, or the affine that
 a legacy GRD's GCPs define); the file pixel there is what ``nearest`` must hold. Pixels whose centre
-falls within a hair of a source pixel edge may take either neighbour (the warp's tolerance).
+falls within a hair of a source pixel edge may take either neighbour (products located by GCPs: GDAL's
+default tolerance; affine ones are exact, up to floating point).
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from pyproj import Transformer
 from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.errors import ConfigError, UsageError
 from icecube_cloud.ingest import ingest
-from icecube_cloud.read.warp import TOLERANCE
 from icecube_cloud.synthetic import make_stack
 
 START = datetime(2021, 4, 20, 10, 0, tzinfo=UTC)
 SHAPES = [(180, 150), (160, 170), (200, 140), (170, 160)]
-EDGE = {"grd-cog": 5 * TOLERANCE, "legacy-grd": 0.13}
-"""Centres closer than this (in source pixels) to a pixel edge may take either neighbour: the warp's
-tolerance (affine products), GDAL's default 0.125 (products located by GCPs)."""
+EDGE = {"grd-cog": 1e-9, "legacy-grd": 0.13}
+"""Centres closer than this (in source pixels) to a pixel edge may take either neighbour: floating point
+(affine products: exact), GDAL's default 0.125 (products located by GCPs)."""
 
 
 def _stack(root: Path, flavour: str) -> list[Path]:
@@ -62,9 +62,17 @@ def _file_affine(path: str) -> tuple[Affine, np.ndarray]:
 
 def _truth(ds: xr.Dataset, t: int, edge: float) -> tuple[np.ndarray, np.ndarray]:
     """The source pixel under each map pixel's centre, and where that centre is near an edge."""
-    a, data = _file_affine(_HREFS[str(ds["product_id"].values[t])])
     crs = ds["spatial_ref"].attrs["crs_wkt"]
-    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    path = _HREFS[str(ds["product_id"].values[t])]
+    return _truth_on(crs, ds["x"].values, ds["y"].values, path, edge)
+
+
+def _truth_on(
+    crs: str, x: np.ndarray, y: np.ndarray, path: str, edge: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_truth` on the grid of pixel centres ``x``, ``y`` in ``crs``, for the file ``path``."""
+    a, data = _file_affine(path)
+    xx, yy = np.meshgrid(x, y)
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xx, yy)
     inv = ~a
     col = inv.a * lon + inv.b * lat + inv.c
@@ -111,7 +119,7 @@ def test_nearest_holds_the_source_pixel_under_each_map_pixel(tmp_path, dask_sche
         wrong = (got != truth) & ~near_edge
         assert not wrong.any(), f"slice {t}: {int(wrong.sum())} pixels differ from the truth"
         assert (got[(truth == 0) & ~near_edge] == 0).all() and (got > 0).sum() > 0.3 * got.size
-        assert (got != truth).mean() < (0.002 if flavour == "grd-cog" else 0.08)
+        assert (got != truth).mean() < (1e-6 if flavour == "grd-cog" else 0.08)
     # The stack is not coregistered: footprints differ, so do the filled areas.
     filled = [(ds["amplitude"].isel(time=t).values > 0) for t in range(4)]
     assert any((filled[0] != f).any() for f in filled[1:])
@@ -179,6 +187,38 @@ def test_a_product_without_geolocation_is_named(tmp_path, dask_scheduler):
     sar = tmp_path / "sar.zarr"
     build_cube(str(tmp_path / "cat"), {}, str(sar), scheduler=dask_scheduler, register=False)
     assert xr.open_zarr(sar)["amplitude"].shape == (2, 64, 48)
+
+
+@pytest.mark.parametrize(("crs", "resolution"), [("utm", 0.7), ("EPSG:3857", 2.0)])
+def test_nearest_reads_are_exact_whatever_the_window(cogs, monkeypatch, crs, resolution):
+    """Every grid window read with ``nearest`` holds the file pixel under each map pixel's centre,
+    through the lattice (finer and coarser grids, windows off the lattice, many gather tiles) and
+    through the exact per-pixel path alike: the same bytes however the grid is cut."""
+    from icecube_cloud.model import Window
+    from icecube_cloud.read import nearest
+    from icecube_cloud.read.warp import WarpedReader
+
+    plan = plan_cube(str(cogs / "cat"), {"grid": {"crs": crs, "resolution": resolution}})
+    grid = plan.grid
+    assert grid is not None
+    ny, nx = grid.shape
+    windows = [Window(0, ny, 0, nx), Window(3, ny - 40, 7, nx - 5), Window(17, ny, 0, 33)]
+    monkeypatch.setattr(nearest, "TILE", (16, 64))
+    for s in plan.slices:
+        assert s.source is not None
+        truth, near_edge = _truth_on(
+            grid.crs_wkt, np.array(grid.x()), np.array(grid.y()), s.source.href, EDGE["grd-cog"]
+        )
+        assert (truth > 0).sum() > 0.2 * truth.size
+        reader = WarpedReader.open_source(s.source, None)
+        try:
+            for exact_path in (False, True):
+                monkeypatch.setattr(nearest, "MAX_CELL", 0.0 if exact_path else 1024)
+                for w in windows:
+                    wrong = (reader.read(w) != truth[w.slices]) & ~near_edge[w.slices]
+                    assert not wrong.any(), f"{w}: {int(wrong.sum())} pixels differ from the truth"
+        finally:
+            reader.close()
 
 
 def test_plain_rioxarray_and_odc_geo_read_the_georeferencing(cogs, tmp_path, dask_scheduler):

@@ -1,7 +1,9 @@
-"""Read a product's pixels as they fall on a map grid: GDAL's warper, one output window at a time.
+"""Read a product's pixels as they fall on a map grid, one output window at a time.
 
 A map-geometry cube (SPEC §6b) warps each product onto one north-up grid. :class:`WarpedReader` reads
-windows *of the grid*. A product located by an affine transform (ICEYE's COGs) is read through a GDAL
+windows *of the grid*. A product located by an affine transform (ICEYE's COGs) is warped with
+``nearest`` by :mod:`icecube_cloud.read.nearest` (the file pixel under each map pixel's centre, exact,
+from the file window the grid window needs, read once), and with any other resampling through a GDAL
 warped VRT of it on the grid: GDAL finds the source pixels each window needs, reads only those and
 resamples. A product located by GCPs or, lacking them, an RPC (legacy GRDs; rasterio's warped VRT
 takes neither) is warped with ``rasterio.warp.reproject`` from the source window the grid window's
@@ -9,13 +11,13 @@ outline maps to (:class:`GcpRpcSource`); a product with no geolocation at all is
 :class:`ProductError` naming it. Outside the product's footprint the grid holds the fill value (0, or
 the file's nodata). SLC products are refused: their phase must never be interpolated.
 
-The mapping is GDAL's, tightened where rasterio lets us: GDAL interpolates the exact transformation
-along each output scanline while the error stays within ``tolerance`` source pixels. Its default
-(0.125, the only one ``rasterio.warp.reproject`` and so the GCP/RPC path use) picks a neighbouring
-source pixel for ~4 % of ``nearest`` pixels of a 1500² scene, and the answer then depends on the
-extent of each warp (so on the chunks). For affinely located products :data:`TOLERANCE` keeps that to pixels whose
-centre falls within about a thousandth of a pixel of a source pixel's edge (0.06 % there), at ~80 % of
-the default's speed; an exact transformation (tolerance 1e-6) ran 7x slower.
+GDAL's mapping is tightened where rasterio lets us: GDAL interpolates the exact transformation along
+each output scanline while the error stays within ``tolerance`` source pixels. Its default (0.125, the
+only one ``rasterio.warp.reproject`` and so the GCP/RPC path use) picks a neighbouring source pixel for ~4 %
+of ``nearest`` pixels of a 1500² scene, and the answer then depends on the extent of each warp (so on
+the chunks). The warped VRT uses :data:`TOLERANCE`, which keeps that to pixels whose centre falls
+within about a thousandth of a pixel of a source pixel's edge; ``nearest`` on affinely located products
+needs no tolerance at all (:mod:`icecube_cloud.read.nearest`: exact, and faster than GDAL's default).
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.io import MemoryFile
 from rasterio.rpc import RPC
 from rasterio.transform import GCPTransformer, RPCTransformer
 from rasterio.vrt import WarpedVRT
 
 from icecube_cloud.errors import ProductError
 from icecube_cloud.model import MapGrid, Window
+from icecube_cloud.read.nearest import NearestMap
 from icecube_cloud.read.rasterio_reader import RasterioReader
 
 if TYPE_CHECKING:
@@ -137,10 +139,15 @@ class WarpedReader:
         )
         self._vrt: WarpedVRT | None = None
         self._gcps: GcpRpcSource | None = None
+        self._nearest: NearestMap | None = None
         try:
             with self._file.env():
                 ds = self._file.dataset
-                if has_transform(ds):
+                self._fill = 0 if ds.nodata is None else ds.nodata
+                self._dtype = np.dtype(ds.dtypes[0])
+                if has_transform(ds) and grid.resampling == "nearest":
+                    self._nearest = NearestMap.of(ds, grid)
+                elif has_transform(ds):
                     self._vrt = warped_vrt(ds, grid)
                 else:
                     self._gcps = GcpRpcSource.of(ds, grid, source.href)
@@ -161,6 +168,8 @@ class WarpedReader:
         """The product warped onto grid ``window`` (rows ``az0:az1`` are y, columns ``rg0:rg1`` x)."""
         if self._gcps is not None:
             return self._gcps.warp(self._file, window)
+        if self._nearest is not None:
+            return self._nearest.warp(window, self._read_into, self._fill, self._dtype)
         assert self._vrt is not None
         win = rasterio.windows.Window.from_slices(
             (window.az0, window.az1), (window.rg0, window.rg1)
@@ -171,6 +180,17 @@ class WarpedReader:
         except (rasterio.RasterioIOError, OSError) as err:
             raise ProductError(self.href, f"cannot warp grid window {window}: {err}") from err
         return data
+
+    def _read_into(self, window: Window, out: npt.NDArray[Any]) -> None:
+        """File window ``window`` (file rows and columns) into ``out`` (its shape; may be a view)."""
+        win = rasterio.windows.Window.from_slices(
+            (window.az0, window.az1), (window.rg0, window.rg1)
+        )
+        try:
+            with self._file.env():
+                self._file.dataset.read(1, window=win, out=out)
+        except (rasterio.RasterioIOError, OSError) as err:
+            raise ProductError(self.href, f"cannot read window {window}: {err}") from err
 
     def close(self) -> None:
         """Close the VRT and the file."""
@@ -323,8 +343,8 @@ def warp_raster(
 ) -> npt.NDArray[Any]:
     """A raster on the product's pixels (e.g. its label mask) warped onto ``source.grid``, nearest.
 
-    The same geolocation and mapping as the product's own pixels (:class:`WarpedReader`), so that a
-    label lands on the map pixels its product pixels land on. 0 outside the footprint.
+    The same geolocation and mapping as the product's own ``nearest`` pixels (:class:`WarpedReader`),
+    so that a label lands on the map pixels its product pixels land on. 0 outside the footprint.
     """
     grid = source.grid
     if grid is None:
@@ -345,15 +365,11 @@ def warp_raster(
                     resampling=Resampling.nearest,
                 )  # fmt: skip
                 return out
-            profile = {
-                "driver": "GTiff", "width": ds.width, "height": ds.height, "count": 1,
-                "dtype": data.dtype, "crs": ds.crs, "transform": ds.transform, "nodata": 0,
-            }  # fmt: skip
+            mapping = NearestMap.of(ds, nearest)
     finally:
         file.close()
-    with MemoryFile() as memory:
-        with memory.open(**profile) as dst:
-            dst.write(data, 1)
-        with memory.open() as src, warped_vrt(src, nearest) as vrt:
-            warped: npt.NDArray[Any] = vrt.read(1)
-    return warped
+
+    def read(window: Window, out: npt.NDArray[Any]) -> None:
+        out[...] = data[window.slices]
+
+    return mapping.warp(Window(0, nearest.shape[0], 0, nearest.shape[1]), read, 0, data.dtype)
