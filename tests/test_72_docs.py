@@ -124,6 +124,12 @@ def test_api_pages_render_docstrings(site: Path) -> None:
     assert {"icecube_cloud.config.CubeConfig", "icecube_cloud.plan.CubePlan"} <= values
     assert {"icecube_cloud.model.Chunks", "icecube_cloud.model.SourceRef"} <= values
     assert "icecube_cloud.errors.ConfigError" in _ids(_page(site, "api/errors"))
+    # Sphinx roles in docstrings (:class:`CubeConfig`) are shown as code, not as role text.
+    assert ":class:" in (ROOT / "icecube_cloud" / "build.py").read_text()
+    for page in (site / "api").rglob("*.html"):
+        roles = re.findall(r":(?:class|func|meth|mod|data|attr|exc):", page.read_text())
+        assert not roles, (page, roles)
+    assert "<code>CubeConfig</code>" in api
 
 
 def test_notebooks_are_rendered(site: Path) -> None:
