@@ -14,7 +14,8 @@ STAC_API_PORT ?= 8082
 MOTO_DIR  ?= .moto
 MOTO_PORT ?= 5555
 
-.PHONY: help demo demo-cloud test lint typecheck unit system-packages bench bench-map bench-patches bench-scale \
+.PHONY: help demo demo-cloud test lint typecheck unit system-packages docs bench bench-map bench-patches \
+        bench-scale \
         catalog-up catalog-down moto-up moto-down clean
 
 help:
@@ -23,6 +24,7 @@ help:
 	@echo "make demo-cloud  - the same story on local S3 (moto), a STAC API (pgstac) and a dask cluster"
 	@echo "make catalog-up  - run a local STAC API (pgstac) on port $(STAC_API_PORT); catalog-down stops it"
 	@echo "make moto-up     - run a local S3 (moto) on port $(MOTO_PORT); moto-down stops it"
+	@echo "make docs        - build the documentation site into ./site (mkdocs, strict); .venv/bin/mkdocs serve serves it"
 	@echo "make bench       - benchmark builds against the I/O ceiling and the naive recipe (not part of test)"
 	@echo "make bench-map   - map-grid builds against odc-stac, stackstac and a bare reproject pool (in bench)"
 	@echo "make bench-patches - random training patches/s: DataLoader vs bare zarr reads vs xbatcher (in bench)"
@@ -39,6 +41,10 @@ $(STAMP)-base: pyproject.toml | $(BIN)/python
 
 $(STAMP)-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(STAMP)-base $(STAMP)-docs
+
+$(STAMP)-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@ $(STAMP)-base
 
 system-packages:
@@ -46,6 +52,9 @@ system-packages:
 
 demo: $(STAMP)-base
 	$(BIN)/icecube-cloud demo --workdir $(DEMO_DIR)
+
+docs: $(STAMP)-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 demo-cloud: $(STAMP)-test system-packages
 	$(BIN)/icecube-cloud demo --cloud --workdir $(DEMO_DIR)-cloud --size 512
@@ -94,4 +103,4 @@ moto-down:
 	$(BIN)/python -m icecube_cloud.testing.moto down --dir $(MOTO_DIR)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-cloud .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-cloud site .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -18,6 +18,7 @@ from icecube_cloud.synthetic.pixels import IQDtype
 from icecube_cloud.synthetic.spec import SyntheticSpec
 
 Flavour = Literal["legacy-grd", "legacy-slc", "grd-cog", "slc-cog"]
+"""The product flavours: legacy GRD GeoTIFF, legacy SLC HDF5, GRD COG and SLC COG with sidecars."""
 _M_PER_DEG = 111_320.0
 _COS_LAT = math.cos(math.radians(SyntheticSpec.center_lat))
 DEFAULT_START = datetime(2021, 4, 27, 21, 51, 24, 929476, tzinfo=UTC)
