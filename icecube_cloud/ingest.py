@@ -97,6 +97,7 @@ def product_items(
         hrefs.extend(found)
     items: list[pystac.Item] = []
     failed: list[ProductFailure] = []
+    progress("read", 0, len(hrefs))
     for i, href in enumerate(hrefs):
         try:
             meta = read_product(href, storage_options=storage_options, require_data=True)

@@ -187,7 +187,7 @@ class RichBars(Reporter):
             self._stage = stage
             self._bars = _rich_progress(self._console)
             self._bars.start()
-            self._task = self._bars.add_task(stage, total=total, unit=unit_of(stage), nbytes=None)
+            self._task = self._bars.add_task(stage, total=total, unit=unit_of(stage), nbytes=nbytes)
         self._bars.update(self._task, completed=done, total=total, nbytes=nbytes)
         if done >= total:
             self.close()
@@ -215,14 +215,14 @@ def _rich_progress(console: Any) -> Any:
         def render(self, task: Task) -> Text:
             return Text(f"{int(task.completed)}/{int(task.total or 0)} {task.fields['unit']}")
 
-    class Rate(ProgressColumn):  # MiB/s over the stage so far where bytes are known, else units/s
+    class Rate(ProgressColumn):  # over the stage so far: MiB/s where bytes are known, else units/s
         def render(self, task: Task) -> Text:
             nbytes, seconds = task.fields.get("nbytes"), task.finished_time or task.elapsed
             if nbytes is not None:
                 rate = f"{nbytes / MIB / seconds:.1f}" if seconds else "?"
                 return Text(f"{nbytes / MIB:.1f} MiB  {rate} MiB/s")
-            speed = task.finished_speed or task.speed
-            return Text(f"{'?' if speed is None else f'{speed:.1f}'} {task.fields['unit']}/s")
+            speed = f"{task.completed / seconds:.1f}" if seconds and task.completed else "?"
+            return Text(f"{speed} {task.fields['unit']}/s")
 
     class Eta(ProgressColumn):
         def render(self, task: Task) -> Text:
