@@ -123,7 +123,10 @@ class PlainLines(Reporter):
     def __call__(self, stage: str, done: int, total: int, *, nbytes: int | None = None) -> None:
         """Write ``stage: done/total unit[, bytes at rate]`` when due."""
         now = time.monotonic()
-        start = self._start.setdefault(stage, now)
+        if done == 0 or stage not in self._start:  # a stage (re)starts
+            self._start[stage] = now
+            self._last.pop(stage, None)
+        start = self._start[stage]
         if done >= total or now - self._last.get(stage, -self.every) >= self.every:
             self._last[stage] = now
             line = f"{stage}: {_amount(done, total, stage, nbytes, now - start)}\n"

@@ -226,3 +226,13 @@ def test_tqdm_bars_write_to_stderr(capsys):
     err = capsys.readouterr().err
     assert re.search(r"write: 100%\|[^|]*\| 4/4 \[.*tasks/s, 4\.0 MiB, [\d.]+ MiB/s\]", err), err
     assert re.search(r"export:  50%\|[^|]*\| 1/2 \[", err), err
+
+
+def test_plain_lines_restart_a_stage_that_runs_again(capsys):
+    lines = PlainLines(every=3600)
+    for _ in range(2):  # e.g. two builds in one process
+        lines("check", 0, 1)
+        lines("check", 1, 1)
+    assert (
+        capsys.readouterr().err.splitlines() == ["check: 0/1 products", "check: 1/1 products"] * 2
+    )
