@@ -32,7 +32,7 @@ from icecube_cloud.labels.cube import label_classes, labels_by_product
 from icecube_cloud.labels.items import MASK_ASSET
 from icecube_cloud.model import MapGrid
 from icecube_cloud.plan import CubePlan, LabelPlan, ParsedItem, make_plan
-from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.progress import Progress, resolve_progress
 from icecube_cloud.read.policy import Readers
 from icecube_cloud.selection import TimeAxis, select
 from icecube_cloud.stac.catalogs import ItemCatalog, open_catalog
@@ -189,7 +189,7 @@ def build_cube(
     overwrite: bool = False,
     register: bool = True,
     allowed_hrefs: Sequence[str] = (),
-    progress: Progress = no_progress,
+    progress: bool | Progress = False,
     format: Literal["zarr", "kerchunk"] = "zarr",  # issue #5
     readers: Readers | None = None,
 ) -> BuildResult:
@@ -205,7 +205,8 @@ def build_cube(
         overwrite: Replace an existing cube at ``out``.
         register: Register the cube as a STAC item (collection ``icecube-cubes``) in the catalog.
         allowed_hrefs: Extra locations the catalog's asset hrefs may point to.
-        progress: Progress callback.
+        progress: ``True`` for ``tqdm`` bars, or a callback ``progress(stage, done, total)``
+            (:mod:`icecube_cloud.progress`).
         format: ``zarr`` (materialised cube) or ``kerchunk`` (reference JSON at ``out``, no pixel copied).
         readers: Reader classes by product format, replacing the built-in ones for a ``zarr`` build
             (:mod:`icecube_cloud.read.policy`; module-level classes the workers can import).
@@ -228,7 +229,8 @@ def build_cube(
             "a map-geometry cube (config grid) holds warped pixels, which references to the "
             "products cannot express; build it with --format zarr"
         )
-    progress("plan", 1, 1)
+    report = resolve_progress(progress)
+    report("plan", 1, 1)
     run: Executor = (
         execute_references if format == "kerchunk" else functools.partial(execute, readers=readers)
     )
@@ -240,7 +242,7 @@ def build_cube(
                 client=client,
                 storage_options=storage_options,
                 overwrite=overwrite,
-                progress=progress,
+                progress=report,
             )
         except IcecubeError:
             raise

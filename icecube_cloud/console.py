@@ -1,4 +1,4 @@
-"""What every ``icecube-cloud`` command shares: progress lines, logging, warnings and exit codes.
+"""What every ``icecube-cloud`` command shares: progress bars, logging, warnings and exit codes.
 
 SPEC §5: exit codes 0 success, 2 bad usage or config, 1 data or runtime error; errors print one clear
 line naming the file, item or key, and ``--verbose`` shows logs and the traceback. :func:`command` gives
@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
@@ -18,30 +17,25 @@ from typing import Any, TextIO
 import click
 
 from icecube_cloud.errors import IcecubeError, IcecubeWarning
+from icecube_cloud.progress import PlainLines, Reporter, RichBars
 
 
-class CliProgress:
-    """Draws progress on stderr: an updating line on terminals, one line per stage otherwise."""
+class CliProgress(Reporter):
+    """Draws progress on stderr: ``rich`` bars on a terminal, plain lines otherwise, nothing if quiet."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
-        self._last: dict[str, float] = {}
+        self._draw: Reporter = Reporter() if quiet else RichBars() if self.tty else PlainLines()
+        self.wants_bytes = self._draw.wants_bytes
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        """Report ``done`` of ``total`` for ``stage``."""
-        if self.quiet:
-            return
-        now = time.monotonic()
-        finished = done >= total
-        if self.tty:
-            end = "\n" if finished else ""
-            click.echo(f"\r{stage}: {done}/{total}", err=True, nl=False)
-            if end:
-                click.echo("", err=True)
-        elif finished or now - self._last.get(stage, 0.0) > 5.0:
-            self._last[stage] = now
-            click.echo(f"{stage}: {done}/{total}", err=True)
+    def __call__(self, stage: str, done: int, total: int, *, nbytes: int | None = None) -> None:
+        """Report ``done`` of ``total`` for ``stage`` (``nbytes``: bytes done, where known)."""
+        self._draw(stage, done, total, nbytes=nbytes)
+
+    def close(self) -> None:
+        """Stop a bar still drawn, before an error line or the end of the command."""
+        self._draw.close()
 
 
 def storage_options() -> Mapping[str, Any]:
@@ -128,7 +122,15 @@ def command(fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def wrapper(*args: Any, quiet: bool, verbose: bool, **kwargs: Any) -> None:
         setup_logging(verbose)
-        run_guarded(lambda: fn(*args, progress=CliProgress(quiet), **kwargs), verbose)
+        progress = CliProgress(quiet)
+
+        def body() -> None:
+            try:
+                fn(*args, progress=progress, **kwargs)
+            finally:
+                progress.close()
+
+        run_guarded(body, verbose)
 
     wrapper = click.option("--quiet", "-q", is_flag=True, help="No progress output.")(wrapper)
     return click.option("--verbose", "-v", is_flag=True, help="Log details and tracebacks.")(

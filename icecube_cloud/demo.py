@@ -17,7 +17,7 @@ from icecube_cloud.build import build_cube
 from icecube_cloud.cube import cube_info, open_cube
 from icecube_cloud.errors import UsageError
 from icecube_cloud.ingest import ingest
-from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.progress import Progress, resolve_progress
 from icecube_cloud.synthetic import make_stack
 
 DEMO_MARKER = ".icecube-cloud-demo"
@@ -37,7 +37,7 @@ def run_demo(
     images: int = 8,
     size: int = 1024,
     workers: int | None = None,
-    progress: Progress = no_progress,
+    progress: bool | Progress = False,
 ) -> str:
     """Run the whole pipeline on a synthetic stack and return a printable summary.
 
@@ -46,13 +46,14 @@ def run_demo(
         images: Number of GRD images, spread over 12 days.
         size: Edge of the square images in pixels.
         workers: Local dask worker processes.
-        progress: Progress callback.
+        progress: ``True`` for ``tqdm`` bars, or a callback ``progress(stage, done, total)``.
     """
+    report = resolve_progress(progress)
     work = claim_workdir(workdir)
     for sub in ("catalog", "cube.zarr"):
         shutil.rmtree(work / sub, ignore_errors=True)
-    products = _synthesise(work, images, size, progress)
-    ingest([str(products)], str(work / "catalog"), progress=progress)
+    products = _synthesise(work, images, size, report)
+    ingest([str(products)], str(work / "catalog"), progress=report)
     config = _demo_config()
     config_path = work / "config.json"
     config_path.write_text(json.dumps(config, indent=2) + "\n")
@@ -61,7 +62,7 @@ def run_demo(
         str(config_path),
         str(work / "cube.zarr"),
         workers=workers,
-        progress=progress,
+        progress=report,
     )
     summary = cube_info(open_cube(result.url), result.url)
     speed = result.nbytes / 2**20 / max(result.seconds, 1e-9)
@@ -78,7 +79,7 @@ def run_cloud_demo(
     images: int = 8,
     size: int = 512,
     workers: int | None = None,
-    progress: Progress = no_progress,
+    progress: bool | Progress = False,
 ) -> str:
     """The cloud path on local services: S3 (moto), a STAC API (pgstac), a dask cluster.
 
@@ -90,7 +91,7 @@ def run_cloud_demo(
         images: Number of GRD images, spread over 12 days.
         size: Edge of the square images in pixels.
         workers: Local dask worker processes.
-        progress: Progress callback.
+        progress: ``True`` for ``tqdm`` bars, or a callback ``progress(stage, done, total)``.
     """
     import tempfile
     import time
@@ -100,7 +101,8 @@ def run_cloud_demo(
     from icecube_cloud.testing.moto import MotoServer
     from icecube_cloud.testing.stac_api import StacApiServer
 
-    products = _synthesise(claim_workdir(workdir), images, size, progress)
+    report = resolve_progress(progress)
+    products = _synthesise(claim_workdir(workdir), images, size, report)
     api_dir = tempfile.mkdtemp(prefix="icecube-demo-stac-api-")
     with MotoServer() as s3, StacApiServer(api_dir) as api:
         options = s3.storage_options
@@ -108,7 +110,7 @@ def run_cloud_demo(
         fsspec.filesystem("s3", **dict(options)).put(
             f"{products}/", f"{bucket}/products/", recursive=True
         )
-        ingest([f"{bucket}/products/"], api.url, storage_options=options, progress=progress)
+        ingest([f"{bucket}/products/"], api.url, storage_options=options, progress=report)
         cube_url = f"{bucket}/cubes/demo.zarr"
         result = build_cube(
             api.url,
@@ -116,7 +118,7 @@ def run_cloud_demo(
             cube_url,
             storage_options=options,
             workers=workers,
-            progress=progress,
+            progress=report,
         )
         start = time.perf_counter()
         ds = open_cube(cube_url, storage_options=options)

@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 from icecube_cloud.errors import DataError, IcecubeError, UsageError
-from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.progress import Progress, Reporter, resolve_progress
 from icecube_cloud.storage import is_remote, local_path, public_url
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def export_cube(
     out: str | os.PathLike[str],
     *,
     storage_options: Mapping[str, Any] | None = None,
-    progress: Progress = no_progress,
+    progress: bool | Progress = False,
     complevel: int = COMPLEVEL,
 ) -> ExportResult:
     """Write a complete cube as one chunked, compressed netCDF4 file (see the module's notes).
@@ -94,7 +94,8 @@ def export_cube(
         cube: The cube (local path, ``s3://`` URL, or a virtual cube's ``.json``).
         out: The netCDF file to create: a local path that does not exist yet.
         storage_options: fsspec options to read ``cube`` (credentials, endpoint).
-        progress: Called with (``"export"``, chunks written, chunks in all).
+        progress: ``True`` for a ``tqdm`` bar, or a callback called with (``"export"``, chunks
+            written, chunks in all).
         complevel: zlib level (1-9) of the image variables.
 
     Raises:
@@ -111,10 +112,11 @@ def export_cube(
         open_cube(cube, storage_options=storage_options), complevel
     )
     total = sum(int(np.prod(ds[name].data.numblocks)) for name in images)
+    nbytes = sum(int(ds[name].nbytes) for name in images)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
     log.info("exporting %s to %s (%d chunks) via %s", public_url(cube), target, total, tmp.name)
     try:
-        _write(ds, encoding, tmp, total, progress)
+        _write(ds, encoding, tmp, total, resolve_progress(progress), nbytes)
         _publish(tmp, target)
     except BaseException as err:
         tmp.unlink(missing_ok=True)  # ours: a name no one else uses
@@ -124,7 +126,6 @@ def export_cube(
             f"export of {public_url(cube)} to {target} failed ({type(err).__name__}: {err}); "
             f"no {target.name} was written"
         ) from err
-    nbytes = sum(int(ds[name].nbytes) for name in images)
     return ExportResult(
         path=str(target),
         variables=tuple(images),
@@ -207,9 +208,13 @@ def _write(
     encoding: dict[Hashable, dict[str, Any]],
     tmp: Path,
     total: int,
-    progress: Progress,
+    progress: Reporter,
+    nbytes: int,
 ) -> None:
-    """Write ``ds`` to ``tmp`` through dask's threaded scheduler, reporting stored chunks."""
+    """Write ``ds`` to ``tmp`` through dask's threaded scheduler, reporting stored chunks.
+
+    The bytes reported are ``nbytes`` (the image variables') pro rata of the chunks stored.
+    """
     import dask
     from dask.callbacks import Callback
 
@@ -220,9 +225,9 @@ def _write(
             nonlocal done
             if isinstance(key, tuple) and str(key[0]).startswith("store-map"):
                 done += 1
-                progress(_STAGE, done, total)
+                progress(_STAGE, done, total, nbytes=nbytes * done // max(total, 1))
 
-    progress(_STAGE, 0, total)
+    progress(_STAGE, 0, total, nbytes=0)
     # The threaded scheduler even under a distributed client: the file is on this machine, and xarray
     # then picks a local HDF5 lock.
     with dask.config.set(scheduler="threads", num_workers=_THREADS):
@@ -230,7 +235,7 @@ def _write(
         with _Count():  # type: ignore[no-untyped-call]
             delayed.compute()  # type: ignore[no-untyped-call]
     if done < total:  # an image variable without dask chunks (cannot happen with open_cube)
-        progress(_STAGE, total, total)
+        progress(_STAGE, total, total, nbytes=nbytes)
 
 
 def _publish(tmp: Path, target: Path) -> None:

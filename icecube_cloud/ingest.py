@@ -16,7 +16,7 @@ import pystac
 
 from icecube_cloud.errors import DataError, ProductError
 from icecube_cloud.products import find_products, read_product
-from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.progress import Progress, no_progress, resolve_progress
 from icecube_cloud.stac.catalogs import open_catalog
 from icecube_cloud.stac.items import product_to_item
 from icecube_cloud.storage import normalise_url
@@ -97,6 +97,7 @@ def product_items(
         hrefs.extend(found)
     items: list[pystac.Item] = []
     failed: list[ProductFailure] = []
+    progress("read", 0, len(hrefs))
     for i, href in enumerate(hrefs):
         try:
             meta = read_product(href, storage_options=storage_options, require_data=True)
@@ -117,7 +118,7 @@ def ingest(
     stac_url: str,
     *,
     storage_options: Mapping[str, Any] | None = None,
-    progress: Progress = no_progress,
+    progress: bool | Progress = False,
     skip_bad: bool = False,
 ) -> IngestResult:
     """Register the products under ``sources`` in the catalog at ``stac_url`` (created when missing).
@@ -129,7 +130,8 @@ def ingest(
         sources: Files, folders or prefixes (``s3://``).
         stac_url: Static catalog or STAC API root.
         storage_options: fsspec options for remote sources and catalogs.
-        progress: Progress callback (stage ``read``).
+        progress: ``True`` for a ``tqdm`` bar, or a callback ``progress(stage, done, total)``
+            (stage ``read``, files).
         skip_bad: Return the failures in :attr:`IngestResult.failed` instead of raising.
 
     Raises:
@@ -138,7 +140,8 @@ def ingest(
         ProductError: A source does not exist, cannot be listed or holds no possible product
             (nothing is registered).
     """
-    items, failed = product_items(sources, storage_options=storage_options, progress=progress)
+    report = resolve_progress(progress)
+    items, failed = product_items(sources, storage_options=storage_options, progress=report)
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     if items:

@@ -32,7 +32,7 @@ from icecube_cloud.config import parse_config
 from icecube_cloud.errors import DataError, SelectionError
 from icecube_cloud.model import Compression
 from icecube_cloud.plan import CubePlan
-from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.progress import Progress, resolve_progress
 from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
 from icecube_cloud.virtual import is_reference_url
 from icecube_cloud.write.bands import remove_time_slices, submit_pixel_tasks
@@ -93,7 +93,7 @@ def update_cube(
     scheduler: str | None = None,
     workers: int | None = None,
     allowed_hrefs: Sequence[str] = (),
-    progress: Progress = no_progress,
+    progress: bool | Progress = False,
 ) -> UpdateResult:
     """Bring a cube up to date with its catalog, writing only what changed.
 
@@ -104,14 +104,15 @@ def update_cube(
         scheduler: Existing dask scheduler address; ``None`` starts a LocalCluster.
         workers: Local worker processes.
         allowed_hrefs: Extra locations asset hrefs may point to.
-        progress: Progress callback.
+        progress: ``True`` for ``tqdm`` bars, or a callback ``progress(stage, done, total)``.
 
     Raises:
         DataError: ``cube_url`` holds no icecube-cloud cube, or the catalog's products no longer fit it.
     """
     so = StorageOptions.of(storage_options)
+    report = resolve_progress(progress)
     if is_reference_url(cube_url):
-        return _update_virtual(cube_url, stac_url, so, scheduler, workers, allowed_hrefs, progress)
+        return _update_virtual(cube_url, stac_url, so, scheduler, workers, allowed_hrefs, report)
     target = StorageTarget.from_url(cube_url, so)
     root = _our_cube_root(target, cube_url)
     attrs = root.get("attributes", {})
@@ -126,7 +127,7 @@ def update_cube(
     with connect(scheduler, workers) as client:
         lease = acquire_lease(target)
         try:
-            return _update(target, root, plan, client, so, progress, start)
+            return _update(target, root, plan, client, so, report, start)
         finally:
             lease.release()
 
@@ -316,7 +317,7 @@ def _update(
     remove_time_slices(target, pixel_vars, [t for t in changed if plan.slices[t].source is None])
     done = journal.done() if resuming else set()
     futures, n_chunks = submit_pixel_tasks(client, plan, target, changed, done, so, fingerprint)
-    gather_futures(client, futures, "write", progress)
+    gather_futures(client, futures, "write", progress, count_bytes=True)
     # Coordinates and the other documents, then the commit.
     put_documents(target, {k: v for k, v in docs.items() if k.split("/", 1)[0] not in pixel_vars})
     journal.commit(new_root, {"created": created, "updated": datetime.now(UTC).isoformat()})

@@ -6,6 +6,7 @@ Real dask worker processes (session fixture), real files; pixels compared bit-ex
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -565,3 +566,37 @@ def test_sharded_labels_equal_unsharded(tmp_path, dask_scheduler, samples):
     assert ds["labels"].values.any()
     np.testing.assert_array_equal(ds["labels"].values, plain["labels"].values)
     np.testing.assert_array_equal(ds["amplitude"].values, plain["amplitude"].values)
+
+
+def test_progress_true_draws_tqdm_bars_and_callbacks_keep_three_arguments(
+    tmp_path, dask_scheduler, capsys
+):
+    _stack(tmp_path, "legacy-grd", (40, 30))
+    cat = str(tmp_path / "cat")
+    build_cube(cat, {}, str(tmp_path / "a.zarr"), scheduler=dask_scheduler, progress=True)
+    err = capsys.readouterr().err
+    for stage, unit in (("check", "products"), ("write", "tasks")):
+        assert re.search(rf"{stage}: 100%\|[^|]*\| 6/6 \[[^\]]*{unit}/s", err), err
+    assert re.search(r"write: 100%.*, 0\.0 MiB, [\d.]+ MiB/s\]", err), err  # 6 x 40 x 30 uint16
+
+    calls: list[tuple[object, ...]] = []
+
+    def old_style(stage: str, done: int, total: int) -> None:  # written before bytes were reported
+        calls.append((stage, done, total))
+
+    build_cube(cat, {}, str(tmp_path / "b.zarr"), scheduler=dask_scheduler, progress=old_style)
+    assert capsys.readouterr().err == ""  # a callback draws nothing itself
+    assert calls[0] == ("plan", 1, 1)
+    assert [c for c in calls if c[0] == "check"][-1] == ("check", 6, 6)
+    writes = [c for c in calls if c[0] == "write"]  # finished tasks may arrive in batches
+    assert writes[0] == ("write", 0, 6) and writes[-1] == ("write", 6, 6)
+    assert [c[1] for c in writes] == sorted({c[1] for c in writes})
+
+    sizes: list[int | None] = []
+
+    def with_bytes(stage: str, done: int, total: int, nbytes: int | None = None) -> None:
+        if stage == "write":
+            sizes.append(nbytes)
+
+    build_cube(cat, {}, str(tmp_path / "c.zarr"), scheduler=dask_scheduler, progress=with_bytes)
+    assert sizes[0] == 0 and sizes[-1] == 6 * 40 * 30 * 2  # the uncompressed bytes written

@@ -39,7 +39,7 @@ from icecube_cloud.ml.calibrate import DEFAULT_FLOOR_DB, INPUTS, input_array
 from icecube_cloud.ml.cubestore import CubeLayout, CubeReader, read_layout
 from icecube_cloud.ml.prediction_store import PredictionStore
 from icecube_cloud.ml.sampling import tile_spans, window_times
-from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.progress import Progress, resolve_progress
 from icecube_cloud.storage import StorageTarget, public_url
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def predict_cube(
     overwrite: bool = False,
     register: bool = True,
     stac_url: str | None = None,
-    progress: Progress = no_progress,
+    progress: bool | Progress = False,
 ) -> PredictionResult:
     """Run ``model`` over every valid slice of ``cube`` and write a cube of its predictions at ``out``.
 
@@ -236,7 +236,7 @@ def predict_cube(
         overwrite: Replace a prediction cube of ours at ``out``.
         register: Register the result as a STAC item.
         stac_url: The catalog to register it in (default: the input cube's catalog).
-        progress: ``progress(stage, done, total)`` after each slice.
+        progress: ``True`` for a ``tqdm`` bar, or ``progress(stage, done, total)`` after each slice.
 
     Raises:
         UsageError: Bad arguments (named), foreign content at ``out``, or a model output of the wrong
@@ -244,6 +244,7 @@ def predict_cube(
         DataError: The input cube is missing or incomplete.
     """
     start = time.perf_counter()
+    report = resolve_progress(progress)
     layout, targets = _prepare(cube, storage_options, input, size, overlap, batch_size, times)
     model.eval()
     model.to(device)
@@ -266,7 +267,7 @@ def predict_cube(
         for k, t in enumerate(targets):
             if not writer.is_done(t):
                 writer.write(t, first if k == 0 else predict(t))
-            progress("predict", k + 1, len(targets))
+            report("predict", k + 1, len(targets))
     catalog = stac_url or str(layout.attrs.get("icecube_cloud_search", {}).get("catalog", ""))
     item_id = store.register(catalog, cube) if register else None
     log.info("predicted %d slices of %s into %s", len(targets), layout.url, public_url(out))

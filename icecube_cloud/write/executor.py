@@ -19,7 +19,7 @@ from icecube_cloud.errors import ProductError, portable_errors
 from icecube_cloud.model import SourceRef
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.products import read_product
-from icecube_cloud.progress import Progress, no_progress
+from icecube_cloud.progress import Progress, no_progress, resolve_progress
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,24 @@ def gather_futures(
     futures: list[distributed.Future[Any]],
     stage: str,
     progress: Progress,
+    *,
+    count_bytes: bool = False,
 ) -> list[Any]:
-    """Wait for ``futures`` in completion order, reporting progress; the first error stops all."""
-    total, done = len(futures), 0
-    progress(stage, 0, total)
+    """Wait for ``futures`` in completion order, reporting progress; the first error stops all.
+
+    With ``count_bytes`` (tasks that return the bytes they wrote), a progress reporter that wants
+    bytes gets their running sum, fetched once per batch of finished tasks.
+    """
+    report = resolve_progress(progress)
+    with_bytes = count_bytes and report.wants_bytes
+    total, done, nbytes = len(futures), 0, 0
+    report(stage, 0, total, nbytes=0 if with_bytes else None)
     try:
-        for _ in distributed.as_completed(futures, raise_errors=True):
-            done += 1
-            progress(stage, done, total)
+        for batch in distributed.as_completed(futures, raise_errors=True).batches():
+            done += len(batch)
+            if with_bytes:
+                nbytes += sum(client.gather(batch))
+            report(stage, done, total, nbytes=nbytes if with_bytes else None)
     except BaseException:
         client.cancel(futures)
         raise

@@ -130,7 +130,7 @@ def _execute(
         client, plan, target, range(len(plan.slices)), done, so, fingerprint, readers
     )
     try:
-        written = gather_futures(client, futures, "write", progress)
+        written = gather_futures(client, futures, "write", progress, count_bytes=True)
     except BaseException:
         # Readers see no cube (the root document is held back); a rerun resumes from here.
         log.warning("build of %s stopped; rerun the same command to resume it", out)
