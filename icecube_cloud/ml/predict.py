@@ -243,20 +243,18 @@ def predict_cube(
             shape.
         DataError: The input cube is missing or incomplete.
     """
-    start = time.perf_counter()
-    report = resolve_progress(progress)
+    start, report = time.perf_counter(), resolve_progress(progress)
     layout, targets = _prepare(cube, storage_options, input, size, overlap, batch_size, times)
     model.eval()
     model.to(device)
     settings = {"cube": layout.url, "size": size, "overlap": overlap, "input": input,
                 "times": times, "floor_db": floor_db}  # fmt: skip
     reader = CubeReader(cube, layout.variable, None, storage_options or {})
-
     predict = functools.partial(
         _predict_one, model=model, reader=reader, layout=layout, input=input, floor_db=floor_db,
         times=times, size=size, overlap=overlap, batch_size=batch_size, device=device,
     )  # fmt: skip
-    _check_apart(cube, out, storage_options)
+    _check_apart(cube, out, storage_options)  # before any work: the user's cube is never replaced
     first = predict(targets[0])  # the model's output decides the variable's dtype
     store = PredictionStore.open(
         out, storage_options, overwrite=overwrite, fingerprint=_fingerprint(model, settings)
