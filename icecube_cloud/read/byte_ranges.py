@@ -11,14 +11,15 @@ in the file: they are cut into row blocks of computable byte ranges instead of o
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 import h5py
+import kerchunk.tiff
 import numpy as np
 import tifffile
 
@@ -101,7 +102,9 @@ def _row_blocks(
     return (block, cols), refs
 
 
-def _tiff_refs(url: str, fh: Any, target_rows: int) -> ArrayRefs:
+def _tiff_refs(
+    url: str, fh: Any, target_rows: int, storage_options: Mapping[str, Any] | None
+) -> ArrayRefs:
     try:
         tif = tifffile.TiffFile(fh)
     except (tifffile.TiffFileError, OSError, ValueError) as err:
@@ -131,29 +134,50 @@ def _tiff_refs(url: str, fh: Any, target_rows: int) -> ArrayRefs:
             )
         dtype = np.dtype(page.dtype).newbyteorder(tif.byteorder).str
         shape = (int(page.imagelength), int(page.imagewidth))
-        offsets, counts = page.dataoffsets, page.databytecounts
         itemsize = np.dtype(dtype).itemsize
         start = contiguous_offset(page, itemsize)
         if start is not None:
             chunks, blocks = _row_blocks(url, start, shape, itemsize, target_rows)
             return ArrayRefs(shape, chunks, dtype, None, (), blocks)
-        if page.is_tiled:
-            chunks = (int(page.tilelength), int(page.tilewidth))
-        else:
-            chunks = (int(page.rowsperstrip), shape[1])
-            if shape[0] % chunks[0]:
-                raise ProductError(
-                    url,
-                    f"the last strip of {chunks[0]} rows is incomplete ({shape[0]} rows); "
-                    "compressed partial strips cannot be referenced; " + ZARR_HINT,
-                )
-        ncols = math.ceil(shape[1] / chunks[1])
-        refs = {
-            f"{k // ncols}.{k % ncols}": (url, int(off), int(n))
-            for k, (off, n) in enumerate(zip(offsets, counts, strict=True))
-            if n > 0  # sparse (empty) blocks read as fill value
-        }
-        return ArrayRefs(shape, chunks, dtype, _TIFF_CODECS[comp], (), refs)
+        if not page.is_tiled and shape[0] % int(page.rowsperstrip):
+            raise ProductError(
+                url,
+                f"the last strip of {page.rowsperstrip} rows is incomplete ({shape[0]} rows); "
+                "compressed partial strips cannot be referenced; " + ZARR_HINT,
+            )
+    return _kerchunk_tiff_refs(url, storage_options, shape, dtype, _TIFF_CODECS[comp])
+
+
+def _kerchunk_tiff_refs(
+    url: str,
+    storage_options: Mapping[str, Any] | None,
+    shape: tuple[int, int],
+    dtype: str,
+    compressor: dict[str, Any] | None,
+) -> ArrayRefs:
+    """Tiles and compressed strips, as kerchunk's ``tiff_to_zarr`` references them.
+
+    kerchunk (through tifffile) names GDAL's zstd ``imagecodecs_zstd``, a codec of imagecodecs (not a
+    dependency); numcodecs' ``zstd`` decodes the same frames byte for byte, so the compressor is the
+    one the header check chose. Sparse tiles (no reference) read as fill value.
+    """
+    try:
+        out = kerchunk.tiff.tiff_to_zarr(url, remote_options=dict(storage_options or {}))
+    except (OSError, ValueError, KeyError, tifffile.TiffFileError) as err:
+        raise ProductError(url, f"kerchunk cannot reference the TIFF: {err}") from err
+    prefix = "" if ".zarray" in out else "0/"  # a COG with overviews: level 0 is the image
+    meta = json.loads(out[f"{prefix}.zarray"])
+    if tuple(meta["shape"]) != shape or np.dtype(meta["dtype"]) != np.dtype(dtype):
+        raise ProductError(url, f"kerchunk sees {meta['shape']} {meta['dtype']}, the header {shape}")
+    refs: dict[str, tuple[str, int, int]] = {}
+    for key, ref in out.items():
+        name = key[len(prefix) :]
+        if key.startswith(prefix) and "/" not in name and not name.startswith("."):
+            if not isinstance(ref, list) or len(ref) != 3:  # tiff_to_zarr inlines nothing by default
+                raise ProductError(url, f"unexpected kerchunk reference for chunk {name}: {ref!r}")
+            refs[name] = (url, int(ref[1]), int(ref[2]))
+    chunks = (int(meta["chunks"][0]), int(meta["chunks"][1]))
+    return ArrayRefs(shape, chunks, dtype, compressor, (), refs)
 
 
 def _hdf5_refs(url: str, ds: h5py.Dataset, target_rows: int) -> ArrayRefs:
@@ -235,7 +259,7 @@ def source_references(
                         raise ProductError(url, f"HDF5 datasets {missing} are missing")
                     arrays = {n: _hdf5_refs(url, h5[n], target_rows) for n in ("s_i", "s_q")}
             else:
-                arrays = {"amplitude": _tiff_refs(url, fh, target_rows)}
+                arrays = {"amplitude": _tiff_refs(url, fh, target_rows, storage_options)}
     except ProductError:
         raise
     except (OSError, ValueError, KeyError) as err:
