@@ -18,12 +18,13 @@ def open_cube(url: str, *, storage_options: Mapping[str, Any] | None = None) -> 
     """Open a cube lazily and check that its build finished.
 
     Plain ``xr.open_zarr(url)`` works too; this adds the completeness check and a clear error.
-    A ``.json`` URL is a virtual (kerchunk-referenced) cube, opened into the same layout (issue #5).
+    A ``.json`` URL (or a ``.parq`` Parquet reference store) is a virtual (kerchunk-referenced) cube,
+    opened into the same layout (issue #5).
 
     Raises:
         DataError: Nothing at ``url`` is a complete icecube-cloud cube, or a referenced product changed.
     """
-    if url.rstrip("/").endswith(".json"):  # issue #5: virtual cube
+    if url.rstrip("/").endswith((".json", ".parq")):  # issue #5: virtual cube
         from icecube_cloud.virtual import open_references  # lazy: kerchunk/fsspec references
 
         virtual = open_references(url, storage_options=storage_options)

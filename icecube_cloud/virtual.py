@@ -30,22 +30,39 @@ SOURCES_ATTR = "icecube_cloud_sources"
 """Root attribute listing every referenced file with its size (and ETag) when referenced."""
 
 
+def is_parquet_url(url: str) -> bool:
+    """Whether ``url`` names a kerchunk Parquet reference store (a ``*.parq`` folder)."""
+    return url.rstrip("/").endswith(".parq")
+
+
 def is_reference_url(url: str) -> bool:
-    """Whether ``url`` names a kerchunk reference file (rather than a Zarr directory)."""
-    return url.rstrip("/").endswith(".json")
+    """Whether ``url`` names kerchunk references (JSON or Parquet) rather than a Zarr directory."""
+    return url.rstrip("/").endswith(".json") or is_parquet_url(url)
 
 
-def _load_refs(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+def _load_refs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The references to hand to fsspec (a document, or a Parquet store's path) and the root attrs."""
+    path = url if is_remote(url) else local_path(url)
+    parquet = is_parquet_url(url)
     try:
         with fsspec.open(
-            url if is_remote(url) else local_path(url), "rb", **dict(storage_options or {})
+            f"{path.rstrip('/')}/.zmetadata" if parquet else path,
+            "rb",
+            **dict(storage_options or {}),
         ) as f:
             doc: dict[str, Any] = json.load(f)
     except (OSError, ValueError) as err:
         raise DataError(f"{url}: not a reference cube ({type(err).__name__}: {err})") from err
+    if parquet:  # fsspec's LazyReferenceMapper: {"metadata": {key: parsed JSON}, "record_size": n}
+        root = doc.get("metadata", {}).get(".zattrs") if isinstance(doc, dict) else None
+        if not isinstance(root, dict):
+            raise DataError(
+                f"{url}: not a complete kerchunk Parquet reference store (no root .zattrs)"
+            )
+        return path, root
     if not isinstance(doc.get("refs"), dict):
         raise DataError(f"{url}: not a kerchunk reference document (no 'refs')")
-    return doc
+    return doc, json.loads(doc["refs"].get(".zattrs", "{}"))
 
 
 def _remote_protocol(sources: list[dict[str, Any]]) -> str | None:
@@ -105,7 +122,8 @@ def open_references(
     """Open a reference cube lazily in the cube layout (see module docstring).
 
     Args:
-        url: Local path or fsspec URL of the reference JSON.
+        url: Local path or fsspec URL of the reference JSON (``*.json``) or Parquet store
+            (``*.parq``, kerchunk's format: one folder, references loaded per 100,000 chunks).
         storage_options: fsspec options for the reference file and the referenced products.
         verify: Check every referenced file's size (one metadata request per product).
 
@@ -113,14 +131,14 @@ def open_references(
         DataError: Not a reference cube, or a referenced product changed.
     """
     opts = dict(StorageOptions.of(storage_options))
-    doc = _load_refs(url, opts)
-    root = json.loads(doc["refs"].get(".zattrs", "{}"))
+    refs, root = _load_refs(url, opts)
     sources = list(root.get(SOURCES_ATTR, []))
     if verify:
         check_sources(sources, opts)
     protocol = _remote_protocol(sources)
     fs = ReferenceFileSystem(
-        doc,
+        refs,
+        target_options=opts if is_parquet_url(url) else None,  # reads the .parq files
         remote_protocol=protocol,
         remote_options={**opts, "asynchronous": True} if protocol else None,
         asynchronous=True,

@@ -311,3 +311,52 @@ def test_kerchunk_cube_with_shards_is_refused(tmp_path, dask_scheduler):
         build_cube(cat, cfg, str(out), scheduler=dask_scheduler, format="kerchunk", register=False)
     assert info.value.exit_code == 2
     assert not out.exists()
+
+
+# --- Parquet references (kerchunk's format, issue 16 item 4) ------------------------------------------
+
+
+@pytest.mark.parametrize(("flavour", "shape"), [("grd-cog", (96, 64)), ("legacy-slc", (37, 53))])
+def test_parquet_references_equal_zarr(tmp_path, dask_scheduler, flavour, shape):
+    cat = _catalog(tmp_path, flavour, shape)
+    build_cube(cat, GAPPY, str(tmp_path / "cube.zarr"), scheduler=dask_scheduler, register=False)
+    out = tmp_path / "cube.parq"
+    result = build_cube(cat, GAPPY, str(out), scheduler=dask_scheduler, format="kerchunk")
+    assert result.plan.n_gaps > 0
+    assert (out / ".zmetadata").is_file() and list(out.glob("*/refs.0.parq"))  # kerchunk's layout
+    virtual = open_cube(str(out))
+    variable = result.plan.variable
+    _assert_same_cube(virtual, open_cube(str(tmp_path / "cube.zarr")), variable)
+    assert "virtual cube: kerchunk references to 6 products" in cube_info(virtual, str(out))
+    # fsspec alone (no icecube-cloud) opens the store; a changed product is detected by open_cube.
+    fs = fsspec.filesystem("reference", fo=str(out), asynchronous=True)
+    store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+    group = zarr.open_group(store, mode="r", zarr_format=2)
+    assert group["s_i" if variable == "slc" else "amplitude"].shape[0] == virtual.sizes["time"]
+    victim = sorted((tmp_path / "products").glob("*.tif" if variable == "amplitude" else "*.h5"))[0]
+    with victim.open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(DataError, match=rf"{victim.name}: referenced product changed"):
+        open_cube(str(out))
+
+
+def test_parquet_store_replaces_only_its_own(tmp_path, dask_scheduler):
+    cat = _catalog(tmp_path, "legacy-grd", (24, 20), n=2)
+    out = tmp_path / "cube.parq"
+    build_cube(cat, {}, str(out), scheduler=dask_scheduler, format="kerchunk", register=False)
+    with pytest.raises(UsageError, match="already exists; pass --overwrite"):
+        build_cube(cat, {}, str(out), scheduler=dask_scheduler, format="kerchunk", register=False)
+    build_cube(
+        cat, {}, str(out), scheduler=dask_scheduler, format="kerchunk", register=False,
+        overwrite=True,
+    )  # fmt: skip
+    assert open_cube(str(out)).sizes["time"] == 2
+    foreign = tmp_path / "mine.parq"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(UsageError, match=r"mine\.parq is not a reference store.*notes\.txt"):
+        build_cube(
+            cat, {}, str(foreign), scheduler=dask_scheduler, format="kerchunk", register=False,
+            overwrite=True,
+        )  # fmt: skip
+    assert (foreign / "notes.txt").read_text() == "keep me"

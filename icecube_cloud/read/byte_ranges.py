@@ -168,12 +168,16 @@ def _kerchunk_tiff_refs(
     prefix = "" if ".zarray" in out else "0/"  # a COG with overviews: level 0 is the image
     meta = json.loads(out[f"{prefix}.zarray"])
     if tuple(meta["shape"]) != shape or np.dtype(meta["dtype"]) != np.dtype(dtype):
-        raise ProductError(url, f"kerchunk sees {meta['shape']} {meta['dtype']}, the header {shape}")
+        raise ProductError(
+            url, f"kerchunk sees {meta['shape']} {meta['dtype']}, the header {shape}"
+        )
     refs: dict[str, tuple[str, int, int]] = {}
     for key, ref in out.items():
         name = key[len(prefix) :]
         if key.startswith(prefix) and "/" not in name and not name.startswith("."):
-            if not isinstance(ref, list) or len(ref) != 3:  # tiff_to_zarr inlines nothing by default
+            if (
+                not isinstance(ref, list) or len(ref) != 3
+            ):  # tiff_to_zarr inlines nothing by default
                 raise ProductError(url, f"unexpected kerchunk reference for chunk {name}: {ref!r}")
             refs[name] = (url, int(ref[1]), int(ref[2]))
     chunks = (int(meta["chunks"][0]), int(meta["chunks"][1]))

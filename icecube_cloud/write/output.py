@@ -184,6 +184,24 @@ def inspect_reference_output(target: StorageTarget) -> OutputState:
     return OutputState(OutputKind.CUBE, ours=(posixpath.basename(target.path),), root=attrs)
 
 
+def inspect_parquet_output(target: StorageTarget) -> OutputState:
+    """Like :func:`inspect_reference_output`, for a Parquet reference store (a ``*.parq`` folder)."""
+    fs = target.fs
+    if not fs.exists(target.path) or (fs.isdir(target.path) and is_empty(target)):
+        return OutputState(OutputKind.ABSENT)
+    names = (
+        sorted(_name(e) for e in fs.ls(target.path, detail=False)) if fs.isdir(target.path) else []
+    )
+    try:
+        meta = json.loads(fs.cat_file(f"{target.path}/.zmetadata"))["metadata"]
+        attrs = meta[".zattrs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        attrs = None
+    if not isinstance(attrs, dict) or VERSION_ATTR not in attrs:
+        return _foreign("is not a reference store icecube-cloud wrote", names)
+    return OutputState(OutputKind.CUBE, ours=tuple(names), root=attrs)
+
+
 def is_empty(target: StorageTarget) -> bool:
     """Whether nothing but empty folders is left at ``target``."""
     fs = target.fs

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import distributed
+import kerchunk.df
 import numpy as np
 import zarr
 import zarr.storage
@@ -35,14 +36,22 @@ from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.read.byte_ranges import ZARR_HINT, ArrayRefs, SourceRefs, source_references
 from icecube_cloud.storage import StorageOptions, StorageTarget, is_remote
-from icecube_cloud.virtual import SOURCES_ATTR, VIRTUAL_ATTR
+from icecube_cloud.virtual import SOURCES_ATTR, VIRTUAL_ATTR, is_parquet_url
 from icecube_cloud.write.coords import coord_encoding
 from icecube_cloud.write.executor import BuildResult, gather_futures, read_source_info
 from icecube_cloud.write.journal import STATUS_ATTR
-from icecube_cloud.write.output import OutputKind, inspect_reference_output, refuse_foreign
+from icecube_cloud.write.output import (
+    OutputKind,
+    inspect_parquet_output,
+    inspect_reference_output,
+    refuse_foreign,
+)
 from icecube_cloud.write.skeleton import skeleton
 
 _META_SUFFIXES = (".zarray", ".zattrs", ".zgroup")
+PARQUET_RECORD_SIZE = 100_000
+"""References per Parquet file of a variable (kerchunk's default): a reader loads one such file
+(about 1 MB) per 100,000 chunks it touches."""
 
 
 def _inline(value: bytes) -> str:
@@ -172,6 +181,41 @@ def combine(
     return {"version": 1, "refs": refs}
 
 
+def _write_json(target: StorageTarget, body: bytes) -> None:
+    if is_remote(target.url):
+        target.fs.pipe_file(target.path, body)  # one PUT: the commit point
+        return
+    # the same locally: readers see the old file or the new one, never half of one
+    os.makedirs(os.path.dirname(target.path), exist_ok=True)
+    partial = f"{target.path}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(body)
+        os.replace(partial, target.path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+
+
+def write_parquet(
+    target: StorageTarget, doc: Mapping[str, Any], storage_options: Mapping[str, Any] | None
+) -> None:
+    """Write ``doc`` as kerchunk's Parquet reference store (a folder) at ``target``.
+
+    ``kerchunk.df.refs_to_dataframe`` (fsspec's ``LazyReferenceMapper``) writes one
+    ``<variable>/refs.<n>.parq`` per :data:`PARQUET_RECORD_SIZE` references and the metadata of every
+    array in ``.zmetadata``, last: that file is the commit point (until it is written the store has no
+    arrays and does not open). It replaces a previous store of ours wholesale.
+    """
+    refs = {k: v for k, v in doc["refs"].items() if k != ".zmetadata"}  # it writes its own
+    kerchunk.df.refs_to_dataframe(
+        {"version": 1, "refs": refs},
+        target.url,
+        storage_options=dict(storage_options or {}),
+        record_size=PARQUET_RECORD_SIZE,
+    )
+
+
 @portable_errors
 def reference_product(
     source: SourceRef, storage_options: Mapping[str, Any] | None = None
@@ -198,10 +242,14 @@ def execute_references(
             virtual cube and ``overwrite`` is false.
         ProductError: A source cannot be referenced exactly (the message points to ``--format zarr``).
     """
-    if not out.endswith(".json"):
-        raise UsageError(f"{out}: a kerchunk cube is one JSON reference file; end --out with .json")
+    parquet = is_parquet_url(out)
+    if not (parquet or out.endswith(".json")):
+        raise UsageError(
+            f"{out}: a kerchunk cube is one JSON reference file (--out *.json) or a Parquet "
+            "reference store (--out *.parq)"
+        )
     target = StorageTarget.from_url(out, storage_options)
-    found = inspect_reference_output(target)
+    found = inspect_parquet_output(target) if parquet else inspect_reference_output(target)
     refuse_foreign(found, target.url)  # a user's file is never replaced, --overwrite or not
     if found.kind is OutputKind.CUBE and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
@@ -216,19 +264,10 @@ def execute_references(
     meta = iter(m for m, _ in results)
     metadata_json = [next(meta) if s.valid else "" for s in plan.slices]
     doc = combine(plan, metadata_json, refs, datetime.now(UTC))
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    if is_remote(out):
-        target.fs.pipe_file(target.path, body)  # one PUT: the commit point
-    else:  # the same locally: readers see the old file or the new one, never half of one
-        os.makedirs(os.path.dirname(target.path), exist_ok=True)
-        partial = f"{target.path}.{uuid.uuid4().hex[:8]}.partial"
-        try:
-            with open(partial, "wb") as handle:
-                handle.write(body)
-            os.replace(partial, target.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(partial)
+    if parquet:
+        write_parquet(target, doc, so)
+    else:
+        _write_json(target, json.dumps(doc, separators=(",", ":")).encode())
     return BuildResult(
         url=target.url,
         plan=plan,
