@@ -307,3 +307,23 @@ def test_scale_request_classes() -> None:
     assert classify("POST", "/bench?delete") == "DELETE"
     assert classify("HEAD", "/bench/a") == "HEAD"
     assert classify("PUT", "/bench/a?partNumber=1&uploadId=x") == "PUT"
+
+
+# --- virtual cubes: JSON against Parquet references (benchmarks.bench_virtual, issue 16 item 4) ----
+
+
+def test_virtual_references_json_and_parquet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import bench_virtual
+
+    argv = ["--n", "3", "--size", "32", "--workers", "1", "--flavour", "legacy-grd"]
+    argv += ["--references", "json", "--references", "parquet", "--crossover", "1"]
+    assert bench_virtual.main([*argv, "--crossover", "4", "--workdir", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert lines[0].startswith("| flavour | format |") and len(lines) == 2 + 2 + 2 + 2
+    assert lines[2].startswith("| legacy-grd | json | 3 | 32x32 | 3 |")
+    assert lines[3].startswith("| legacy-grd | parquet | 3 | 32x32 | 3 |")
+    assert lines[4].startswith("| chunk references |")
+    assert [line.split("|")[1].strip() for line in lines[6:]] == ["3", "12"]  # 3 products × F
+    assert (tmp_path / "legacy-grd" / "cube.parq" / ".zmetadata").is_file()
