@@ -32,6 +32,7 @@ tifffile/h5py header reads here; values read through every reference compared wi
 Contiguous uncompressed rasters (legacy HDF5 SLC, GDAL-written stripped GeoTIFFs) are one byte range
 in the file: they are cut into row blocks of computable byte ranges instead of one giant chunk.
 """
+
 from __future__ import annotations
 
 import json
