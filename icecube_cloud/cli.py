@@ -162,7 +162,8 @@ def search_cmd(
     type=click.Choice(["zarr", "kerchunk"]),
     default="zarr",
     show_default=True,
-    help="zarr: copy pixels into a Zarr cube; kerchunk: one reference JSON (--out *.json), no copy.",
+    help="zarr: copy pixels into a Zarr cube; kerchunk: references, no copy: one JSON "
+    "(--out *.json) or kerchunk's Parquet store (--out *.parq, for thousands of products).",
 )
 @click.option("--scheduler", default=None, help="Existing dask scheduler (tcp://host:port).")
 @click.option(

@@ -10,6 +10,10 @@ attribute ``icecube_cloud_virtual`` tells :func:`icecube_cloud.cube.open_cube` w
 shadows-down COGs are stored as (time, range, azimuth) with a descending ``azimuth`` coordinate, legacy
 SLC as ``s_i``/``s_q`` that are combined into ``slc`` on open. One JSON document written with one PUT
 is the commit point.
+
+``--out *.parq`` writes the same references as kerchunk's Parquet store instead (a folder written by
+``kerchunk.df.refs_to_dataframe``; its ``.zmetadata``, written last, is the commit point): it opens
+faster than the JSON above about :data:`PARQUET_ADVISED` chunk references (README, Virtual cubes).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -48,10 +53,15 @@ from icecube_cloud.write.output import (
 )
 from icecube_cloud.write.skeleton import skeleton
 
+log = logging.getLogger(__name__)
+
 _META_SUFFIXES = (".zarray", ".zattrs", ".zgroup")
 PARQUET_RECORD_SIZE = 100_000
 """References per Parquet file of a variable (kerchunk's default): a reader loads one such file
-(about 1 MB) per 100,000 chunks it touches."""
+per 100,000 chunks it touches."""
+PARQUET_ADVISED = 64_000
+"""Chunk references above which a JSON cube opens slower than the Parquet store of the same
+references (measured: README, Virtual cubes); a JSON build this large logs a hint."""
 
 
 def _inline(value: bytes) -> str:
@@ -264,6 +274,12 @@ def execute_references(
     meta = iter(m for m, _ in results)
     metadata_json = [next(meta) if s.valid else "" for s in plan.slices]
     doc = combine(plan, metadata_json, refs, datetime.now(UTC))
+    n_refs = sum(len(a.refs) for r in refs for a in r.arrays.values())
+    if not parquet and n_refs > PARQUET_ADVISED:
+        log.warning(
+            "%s: %d chunk references; a Parquet reference store (--out *.parq) opens faster above "
+            "about %d", out, n_refs, PARQUET_ADVISED,
+        )  # fmt: skip
     if parquet:
         write_parquet(target, doc, so)
     else:
@@ -271,7 +287,7 @@ def execute_references(
     return BuildResult(
         url=target.url,
         plan=plan,
-        chunks_written=sum(len(a.refs) for r in refs for a in r.arrays.values()),
+        chunks_written=n_refs,
         nbytes=plan.nbytes,
         seconds=time.perf_counter() - start,
     )
