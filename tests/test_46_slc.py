@@ -134,6 +134,32 @@ def test_slc_cog_reader_undoes_shadows_down(tmp_path):
     np.testing.assert_allclose(got, (amplitude * np.exp(1j * phase))[2:8, 1:5], rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("orientation", ["shadows-down", "native"])
+def test_slc_cog_reader_is_the_float32_formula_bit_for_bit(tmp_path, orientation):
+    # 1100 x 70 physical = 70 file rows x 1100 file columns: several of the reader's compute tiles
+    # (32 x 1024) each way, and windows that start and end inside them.
+    spec = make_stack(tmp_path, n=1, shape=(1100, 70), start=START, flavour="slc-cog")[0]
+    tif = next(tmp_path.glob("*.tif"))
+    bands = expected_pixels(spec, "SLC", cog=True)
+    if orientation == "native":  # the file read as it is laid out: rows are range
+        bands = np.ascontiguousarray(np.swapaxes(bands, 1, 2)[:, :, ::-1])
+    amplitude, phase = bands
+    want = np.empty(amplitude.shape, np.complex64)  # the contract, whole-band, in float32
+    want.real = amplitude * np.cos(phase)
+    want.imag = amplitude * np.sin(phase)
+    reader = SlcCogReader(str(tif), orientation=orientation)
+    try:
+        h, w = amplitude.shape
+        for win in (Window(0, h, 0, w), Window(7, h - 3, 5, w - 1), Window(h - 1, h, 0, 1)):
+            got = reader.read(win)
+            assert got.dtype == np.complex64 and got.flags.c_contiguous
+            np.testing.assert_array_equal(
+                got.view(np.uint64), want[win.az0 : win.az1, win.rg0 : win.rg1].view(np.uint64)
+            )
+    finally:
+        reader.close()
+
+
 def test_hdf5_reader_rejects_windows_outside_and_inexact_types(tmp_path):
     path = tmp_path / "x.h5"
     with h5py.File(path, "w") as h5:

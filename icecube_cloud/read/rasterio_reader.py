@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,8 @@ from icecube_cloud.model import Orientation, Window
 
 if TYPE_CHECKING:
     from icecube_cloud.model import SourceRef
+
+T = TypeVar("T", bound=np.generic)
 
 
 class RasterioReader:
@@ -103,24 +105,37 @@ class RasterioReader:
 
     def read_bands(self, window: Window, indexes: Sequence[int]) -> npt.NDArray[np.generic]:
         """Bands ``indexes`` (1-based) of ``window`` in one read: shape ``(len(indexes), az, rg)``."""
+        data = self.read_file_bands(window, indexes)
+        if self.orientation == "shadows-down":
+            data = np.ascontiguousarray(physical_view(data, self.orientation))
+        return data
+
+    def read_file_bands(self, window: Window, indexes: Sequence[int]) -> npt.NDArray[np.generic]:
+        """Bands ``indexes`` of ``window`` in one read, in the file's layout (no copy made).
+
+        Shape ``(len(indexes), rows, cols)`` of the file; :func:`physical_view` of it is the window in
+        physical order. For readers that compute new pixels from the bands anyway (such as
+        :class:`~icecube_cloud.read.slc_cog_reader.SlcCogReader`), which can then reorder tile by tile
+        rather than copy the whole band once more.
+        """
         if self.orientation == "shadows-down":
             # File rows are range; file columns are azimuth, last line first.
             ncols = self._ds.width
             file_win = rasterio.windows.Window.from_slices(
                 (window.rg0, window.rg1), (ncols - window.az1, ncols - window.az0)
             )
+            file_shape = (window.rg1 - window.rg0, window.az1 - window.az0)
         else:
             file_win = rasterio.windows.Window.from_slices(
                 (window.az0, window.az1), (window.rg0, window.rg1)
             )
+            file_shape = window.shape
         try:
             with self._env():
                 data: npt.NDArray[np.generic] = self._ds.read(list(indexes), window=file_win)
         except (rasterio.RasterioIOError, OSError, IndexError) as err:
             raise ProductError(self.href, f"cannot read window {window}: {err}") from err
-        if self.orientation == "shadows-down":
-            data = np.ascontiguousarray(data.transpose(0, 2, 1)[:, ::-1, :])
-        if data.shape[1:] != window.shape:
+        if data.shape[1:] != file_shape:
             raise ProductError(
                 self.href,
                 f"window {window} is outside the image ({self._ds.height}x{self._ds.width})",
@@ -130,3 +145,20 @@ class RasterioReader:
     def close(self) -> None:
         """Close the dataset (and its GDAL environment)."""
         self._stack.close()
+
+
+def physical_view(data: npt.NDArray[T], orientation: Orientation) -> npt.NDArray[T]:
+    """A view in physical (azimuth, range) order of ``data`` laid out as a file of ``orientation``.
+
+    The last two axes are the file's rows and columns; :func:`file_view` is the inverse.
+    """
+    if orientation == "shadows-down":  # file rows are range, file columns azimuth, last line first
+        return data.swapaxes(-1, -2)[..., ::-1, :]
+    return data
+
+
+def file_view(data: npt.NDArray[T], orientation: Orientation) -> npt.NDArray[T]:
+    """A view in a file's layout of ``data`` in physical order (the inverse of :func:`physical_view`)."""
+    if orientation == "shadows-down":
+        return data[..., ::-1, :].swapaxes(-1, -2)
+    return data
