@@ -6,10 +6,13 @@ A LocalCluster of worker processes costs its start-up, each worker's imports (xa
 ~1 s of CPU each) and its shut-down: 1.5 s of a 2.3 s build of three 10x10 images. A build of at
 most :data:`IN_PROCESS_BYTES` of pixels therefore runs on a cluster inside this process instead (one
 worker, one thread per core; :func:`in_process_cluster`): the same tasks, submitted and gathered the
-same way, starting in ~0.05 s with nothing to import again. Threads suffice there because the work
-of a band task is GDAL's decoding and Blosc's encoding, which release the GIL; bigger builds keep
-worker processes, where the malloc settings below apply and the tasks' Python never competes for a
-GIL with the client's.
+same way, starting in ~0.05 s with nothing to import again. Threads suffice because a band task's
+work is GDAL's decoding and Blosc's encoding, which release the GIL. Measured whole-process on 2
+cores (``python -m benchmarks.bench_fixed``): in-process was faster at every size tried, 3x10x10
+(1.6 vs 4.2 s), 16x4096² deflate-tiled GeoTIFFs, 512 MiB (2.7 vs 3.7 s) and 8x8192² legacy GRDs,
+1 GiB (2.2 vs 3.0 s). Bigger builds keep worker processes: not measured here, and with many cores
+the tasks' Python (store calls, loops over chunks) would contend for one GIL; processes also get the
+malloc settings below and survive the loss of a worker.
 
 Worker memory allocator
 -----------------------
@@ -61,7 +64,7 @@ WORKER_MALLOC_ENV: dict[str, str] = {
 }
 """glibc malloc settings of worker processes (above a band task's largest buffer; see module doc)."""
 
-IN_PROCESS_BYTES = 256 * 2**20
+IN_PROCESS_BYTES = 2**30
 """Builds of at most this many pixel bytes run in-process when no scheduler is given (module doc)."""
 
 

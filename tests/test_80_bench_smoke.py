@@ -307,3 +307,15 @@ def test_scale_request_classes() -> None:
     assert classify("POST", "/bench?delete") == "DELETE"
     assert classify("HEAD", "/bench/a") == "HEAD"
     assert classify("PUT", "/bench/a?partNumber=1&uploadId=x") == "PUT"
+
+
+# --- the fixed-cost case (benchmarks.bench_fixed, issue #16 item 1) ---------------------------------
+
+
+def test_fixed_cost_benchmark_runs_every_case_whole_process(tmp_path, capsys):
+    from benchmarks import bench_fixed
+
+    assert bench_fixed.main(["--size", "tiny", "--repeat", "1", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for case in ("ours", "ours-processes", "ours-in-process", "naive", "ratio_naive_best"):
+        assert f'"{case}"' in out
