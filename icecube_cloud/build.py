@@ -234,7 +234,7 @@ def build_cube(
     run: Executor = (
         execute_references if format == "kerchunk" else functools.partial(execute, readers=readers)
     )
-    with connect(scheduler, workers) as client:
+    with connect(scheduler, workers, nbytes=planned.plan.nbytes) as client:
         try:
             result = run(
                 planned.plan,

@@ -124,7 +124,7 @@ def update_cube(
     catalog_url = stac_url or str(attrs.get("icecube_cloud_search", {}).get("catalog", ""))
     plan = search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
     start = time.perf_counter()
-    with connect(scheduler, workers) as client:
+    with connect(scheduler, workers, nbytes=plan.nbytes) as client:
         lease = acquire_lease(target)
         try:
             return _update(target, root, plan, client, so, report, start)
@@ -194,7 +194,7 @@ def _update_virtual(
         return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
     if not set(old_ids) <= set(new_ids):
         raise _lost_images(public_url(url))
-    with connect(scheduler, workers) as client:
+    with connect(scheduler, workers, nbytes=plan.nbytes) as client:
         result = execute_references(
             plan, url, client=client, storage_options=so, overwrite=True, progress=progress
         )

@@ -306,8 +306,13 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
-def test_failed_build_is_not_a_cube_and_a_rerun_resumes_it(tmp_path, dask_scheduler):
-    """A build that dies mid-write leaves no cube; the rerun writes only what is missing (issue #7.2)."""
+@pytest.mark.parametrize("cluster", ["processes", "in-process"])
+def test_failed_build_is_not_a_cube_and_a_rerun_resumes_it(tmp_path, request, cluster):
+    """A build that dies mid-write leaves no cube; the rerun writes only what is missing (issue #7.2).
+
+    On worker processes (a scheduler) and on the in-process cluster of small builds alike.
+    """
+    dask_scheduler = request.getfixturevalue("dask_scheduler") if cluster == "processes" else None
     _stack(tmp_path, "legacy-grd", (256, 128), n=6)
     victim = sorted((tmp_path / "products").glob("*.tif"))[4]
     good = victim.read_bytes()

@@ -1,11 +1,14 @@
 """Builds on a dask cluster made of separate ``dask scheduler`` and ``dask worker`` processes.
 
 Checks that workers read the sources and write the chunks themselves: what comes back to the client
-is task bookkeeping (byte counts, metadata JSON), never pixels.
+is task bookkeeping (byte counts, metadata JSON), never pixels; and that small builds, which run on
+a cluster inside the client's process, write the same bytes.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -23,6 +26,16 @@ from icecube_cloud.write.bands import plan_bands
 from icecube_cloud.write.materialise import execute
 
 DASK = str(Path(sys.executable).parent / "dask")
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    files = {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+    doc = json.loads(files.pop("zarr.json"))
+    doc["attributes"].pop("created")
+    files["zarr.json"] = json.dumps(doc, sort_keys=True).encode()
+    return files
 
 
 @pytest.fixture
@@ -119,3 +132,27 @@ def test_dask_worker_processes_with_the_infra_config_get_the_same_settings(dask_
     with Client(dask_processes) as client:
         envs = list(client.run(_malloc_env).values())
     assert envs == [WORKER_MALLOC_ENV] * 2
+
+
+def test_small_builds_run_in_process_and_large_ones_on_worker_processes():
+    from icecube_cloud.cluster import IN_PROCESS_BYTES, connect
+
+    with connect(workers=2, nbytes=IN_PROCESS_BYTES) as client:
+        pids = list(client.run(os.getpid).values())
+        threads = sum(client.nthreads().values())
+    assert pids == [os.getpid()] and threads == 2  # no process spawned: nothing imported again
+    with connect(workers=1, nbytes=IN_PROCESS_BYTES + 1) as client:
+        pids = list(client.run(os.getpid).values())
+    assert len(pids) == 1 and pids[0] != os.getpid()
+
+
+def test_in_process_build_writes_the_same_bytes_as_worker_processes(tmp_path, dask_scheduler):
+    make_stack(tmp_path / "products", n=4, shape=(200, 150), start=datetime(2021, 4, 20, tzinfo=UTC),
+               days=12, flavour="grd-cog", seed=3)  # fmt: skip
+    ingest([str(tmp_path / "products")], str(tmp_path / "cat"))
+    cfg = {"chunks": {"azimuth": 64, "range": 64}}
+    cat = str(tmp_path / "cat")
+    build_cube(cat, cfg, str(tmp_path / "procs.zarr"), scheduler=dask_scheduler, register=False)
+    result = build_cube(cat, cfg, str(tmp_path / "inproc.zarr"), workers=2, register=False)
+    assert result.chunks_written == result.plan.n_chunks == 4 * 4 * 3
+    assert _tree(tmp_path / "inproc.zarr") == _tree(tmp_path / "procs.zarr")

@@ -58,12 +58,20 @@ def test_readme_python_example_runs_as_a_script(demo_folder: Path) -> None:
     assert ds.sizes["time"] == 8
 
 
+def _unguarded(code: str) -> str:
+    head, body = code.split('if __name__ == "__main__":\n')
+    return head + textwrap.dedent(body)
+
+
 def test_unguarded_script_stops_with_one_clear_error(demo_folder: Path) -> None:
-    """Without the guard, dask's workers would re-run the script: one error names the line instead."""
-    code = readme_example()
+    """Without the guard, dask's workers would re-run the script: one error names the line instead.
+
+    Only builds that start worker processes need the guard: here every build does, as one of more
+    than ``IN_PROCESS_BYTES`` of pixels would.
+    """
     guard = 'if __name__ == "__main__":\n'
-    head, body = code.split(guard)
-    unguarded = head + textwrap.dedent(body)
+    unguarded = "import icecube_cloud.cluster\nicecube_cloud.cluster.IN_PROCESS_BYTES = -1\n"
+    unguarded += _unguarded(readme_example())
     run = _run_script(demo_folder, unguarded)
     assert run.returncode == 1
     assert run.stderr.count("Traceback") == 1 and "Nanny" not in run.stderr, run.stderr
@@ -73,3 +81,11 @@ def test_unguarded_script_stops_with_one_clear_error(demo_folder: Path) -> None:
     assert f"example.py, line {line}: starts a local dask cluster" in last
     assert guard.strip() in last
     assert not (demo_folder / "my_cube.zarr").exists()
+
+
+def test_unguarded_script_runs_a_small_build_in_process(demo_folder: Path) -> None:
+    """A small build starts no worker process, so a script without the guard runs as written."""
+    run = _run_script(demo_folder, _unguarded(readme_example()))
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert open_cube(str(demo_folder / "my_cube.zarr")).sizes["time"] == 8

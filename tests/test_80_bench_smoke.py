@@ -327,3 +327,15 @@ def test_virtual_references_json_and_parquet(
     assert lines[4].startswith("| chunk references |")
     assert [line.split("|")[1].strip() for line in lines[6:]] == ["3", "12"]  # 3 products × F
     assert (tmp_path / "legacy-grd" / "cube.parq" / ".zmetadata").is_file()
+
+
+# --- the fixed-cost case (benchmarks.bench_fixed, issue #16 item 1) ---------------------------------
+
+
+def test_fixed_cost_benchmark_runs_every_case_whole_process(tmp_path, capsys):
+    from benchmarks import bench_fixed
+
+    assert bench_fixed.main(["--size", "tiny", "--repeat", "1", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for case in ("ours", "ours-processes", "ours-in-process", "naive", "ratio_naive_best"):
+        assert f'"{case}"' in out
