@@ -201,7 +201,8 @@ def build_cube(
         out: Output location (local path or fsspec URL) of the Zarr cube.
         storage_options: fsspec options for catalog, sources and output.
         scheduler: Existing dask scheduler address; ``None`` starts a LocalCluster.
-        workers: Local worker processes (LocalCluster only).
+        workers: Local workers (threads of an in-process cluster for builds of at most
+            ``cluster.IN_PROCESS_BYTES``, worker processes above; unused with ``scheduler``).
         overwrite: Replace an existing cube at ``out``.
         register: Register the cube as a STAC item (collection ``icecube-cubes``) in the catalog.
         allowed_hrefs: Extra locations the catalog's asset hrefs may point to.

@@ -170,7 +170,10 @@ def search_cmd(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Local dask worker processes  [default: one per CPU core; unused with --scheduler]",
+    help=(
+        "Local dask workers: threads in this process for builds of up to 1 GiB of pixels, worker "
+        "processes above  [default: one per CPU core; unused with --scheduler]"
+    ),
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing cube at --out.")
 @click.option(
@@ -224,7 +227,10 @@ def build_cmd(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Local dask worker processes  [default: one per CPU core; unused with --scheduler]",
+    help=(
+        "Local dask workers: threads in this process for builds of up to 1 GiB of pixels, worker "
+        "processes above  [default: one per CPU core; unused with --scheduler]"
+    ),
 )
 @_allow_href
 @command
@@ -328,7 +334,10 @@ def export_cmd(cube: str, out: str, complevel: int, progress: CliProgress) -> No
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Local dask worker processes  [default: one per CPU core]",
+    help=(
+        "Local dask workers: threads in this process for builds of up to 1 GiB of pixels, worker "
+        "processes above  [default: one per CPU core]"
+    ),
 )
 @click.option(
     "--cloud",

@@ -102,7 +102,7 @@ def update_cube(
         stac_url: The catalog to search (default: the one the cube was built from).
         storage_options: fsspec options for cube, catalog and sources.
         scheduler: Existing dask scheduler address; ``None`` starts a LocalCluster.
-        workers: Local worker processes.
+        workers: Local workers (threads in-process for small updates, processes above).
         allowed_hrefs: Extra locations asset hrefs may point to.
         progress: ``True`` for ``tqdm`` bars, or a callback ``progress(stage, done, total)``.
 
