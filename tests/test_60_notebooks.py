@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import nbformat
@@ -73,30 +74,29 @@ def test_demo_cloud(tmp_path, stac_api):
     assert "status: complete" in r.stdout and "opened over S3" in r.stdout
 
 
+def _run_local(path: Path, workdir: Path, *, timeout: int) -> list[dict[str, Any]]:
+    """Execute a notebook in ``workdir``; its code cells' outputs, none of them an error."""
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}},
+    )  # fmt: skip
+    client.execute()  # raises CellExecutionError naming the cell on the first failure
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"], path.name
+    return outputs
+
+
 def test_map_cube_notebook(tmp_path):
     """05: a map-geometry cube of a non-coregistered stack with labels, on a lon/lat plot (local only)."""
-    notebook = nbformat.read(NOTEBOOKS / "05_map_cube_with_labels.ipynb", as_version=4)
-    client = NotebookClient(
-        notebook, timeout=300, kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )  # fmt: skip
-    client.execute()
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
+    outputs = _run_local(NOTEBOOKS / "05_map_cube_with_labels.ipynb", tmp_path, timeout=300)
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the lon/lat figure
 
 
 def test_train_notebook(tmp_path):
     """04: build → split → train on the CPU → validation IoU above the all-background baseline (the
     notebook asserts it) → predictions back into a cube, shown next to the labels."""
-    notebook = nbformat.read(NOTEBOOKS / "04_train.ipynb", as_version=4)
-    client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )  # fmt: skip
-    client.execute()
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
+    outputs = _run_local(NOTEBOOKS / "04_train.ipynb", tmp_path, timeout=600)
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     iou, baseline = (
         float(v)

@@ -24,6 +24,7 @@ import zarr
 
 import icecube_cloud
 from icecube_cloud.errors import UsageError
+from icecube_cloud.ml.calibrate import pixel_variable
 from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
 from icecube_cloud.write.journal import ROOT_DOC, Journal, slice_key
 from icecube_cloud.write.lease import Lease
@@ -53,13 +54,12 @@ def prediction_dataset(
     ``valid`` is true exactly at ``targets`` (the predicted slices); the variable's chunks are the
     input's.
     """
-    pixels = cube["amplitude"] if "amplitude" in cube else cube["slc"]
+    pixels = cube[pixel_variable(cube)]
     out = cube.drop_vars([v for v in _INPUT_VARIABLES if v in cube.variables]).load()
     valid = np.zeros(out.sizes["time"], dtype=bool)
     valid[list(targets)] = True
     out["valid"] = ("time", valid, out["valid"].attrs if "valid" in out else {})
-    chunks = (1, *pixels.encoding.get("preferred_chunks", {}).values())
-    chunks = chunks if len(chunks) == 3 else (1, *(c[0] for c in (pixels.chunks or ())[1:]))
+    chunks = (1, *pixels.encoding["chunks"][1:])  # the input's stored (inner) chunks
     floating = np.issubdtype(dtype, np.floating)
     var_attrs = {
         "long_name": "model prediction" if floating else "predicted class (argmax)",

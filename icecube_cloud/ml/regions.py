@@ -73,12 +73,11 @@ def _check_fractions(fractions: Sequence[float]) -> None:
 
 
 def _layout(cube: str | xr.Dataset, storage_options: Mapping[str, Any] | None) -> Any:
+    from icecube_cloud.ml.calibrate import pixel_variable
     from icecube_cloud.ml.cubestore import read_layout  # zarr only, no dask
 
     if isinstance(cube, xr.Dataset):
-        var = "amplitude" if "amplitude" in cube else "slc"
-        if var not in cube:
-            raise UsageError("not an icecube-cloud cube: no `amplitude` or `slc` variable")
+        var = pixel_variable(cube)
         valid = cube["valid"].values if "valid" in cube else np.ones(cube.sizes["time"], bool)
         return tuple(int(n) for n in cube[var].shape), np.asarray(valid, dtype=bool)
     layout = read_layout(cube, storage_options)
