@@ -53,7 +53,7 @@ def profile(catalog: str, out: str, so: StorageOptions | None, n_chunks: int) ->
     """Median seconds per step over ``n_chunks`` windows of the first image."""
     plan = plan_cube(catalog, {}, storage_options=so)
     target = StorageTarget.from_url(out, so)
-    docs = skeleton_documents(skeleton(plan, [""] * len(plan.slices)), plan)
+    docs = skeleton_documents(skeleton(plan, [""] * len(plan.slices)))
     docs.pop(ROOT_DOC)  # no cube for readers: only the arrays are needed here
     put_documents(target, docs)
     source = plan.slices[0].source

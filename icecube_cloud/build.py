@@ -28,7 +28,6 @@ from icecube_cloud.errors import (
 )
 from icecube_cloud.gridspec import slc_on_grid
 from icecube_cloud.hrefs import HrefPolicy
-from icecube_cloud.labels.cube import label_classes, labels_by_product
 from icecube_cloud.labels.items import MASK_ASSET
 from icecube_cloud.model import MapGrid
 from icecube_cloud.plan import CubePlan, LabelPlan, ParsedItem, make_plan
@@ -42,7 +41,6 @@ from icecube_cloud.stac.search import SearchParams
 from icecube_cloud.storage import public_url
 from icecube_cloud.write.executor import BuildResult, Executor
 from icecube_cloud.write.materialise import execute
-from icecube_cloud.write.references import execute_references
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +55,8 @@ def _as_config(config: CubeConfig | Mapping[str, Any] | str) -> CubeConfig:
 
 def _label_plan(catalog: ItemCatalog, labels: str | bool, sources: list[pystac.Item]) -> LabelPlan:
     """The label items of the cube's products, and one class coding for all of them."""
+    from icecube_cloud.labels.cube import label_classes, labels_by_product  # cubes with labels
+
     collection = labels if isinstance(labels, str) else LABEL_COLLECTION_ID
     items = catalog.search(SearchParams(collections=(collection,)))
     by_product = labels_by_product(items)
@@ -178,6 +178,15 @@ def _map_grid(cfg: CubeConfig, axis: TimeAxis[ParsedItem]) -> MapGrid:
     )
 
 
+def _executor(format: Literal["zarr", "kerchunk"], readers: Readers | None) -> Executor:
+    """The executor of ``format`` (the kerchunk one, which needs pandas, imported only then)."""
+    if format == "kerchunk":
+        from icecube_cloud.write.references import execute_references
+
+        return execute_references
+    return functools.partial(execute, readers=readers)
+
+
 def build_cube(
     stac_url: str,
     config: CubeConfig | Mapping[str, Any] | str,
@@ -232,9 +241,7 @@ def build_cube(
         )
     report = resolve_progress(progress)
     report("plan", 1, 1)
-    run: Executor = (
-        execute_references if format == "kerchunk" else functools.partial(execute, readers=readers)
-    )
+    run = _executor(format, readers)
     with connect(scheduler, workers, nbytes=planned.plan.nbytes) as client:
         try:
             result = run(

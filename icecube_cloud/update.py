@@ -235,7 +235,7 @@ def _documents(
         else stored_metadata[t]
         for t, s in enumerate(plan.slices)
     ]  # fmt: skip
-    return skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)), plan)
+    return skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)))
 
 
 def _check_same_grid(old: xr.Dataset, plan: CubePlan, url: str) -> None:

@@ -352,7 +352,7 @@ def test_interrupted_build_is_not_a_cube(tmp_path):
     _stack(tmp_path, "legacy-grd", (32, 32), n=6)
     plan = plan_cube(str(tmp_path / "cat"), {})
     target = StorageTarget.from_url(str(tmp_path / "cube.zarr"))
-    docs = skeleton_documents(skeleton(plan, ["{}"] * len(plan.slices)), plan)
+    docs = skeleton_documents(skeleton(plan, ["{}"] * len(plan.slices)))
     docs.pop(ROOT_DOC)  # held back until the commit, which never came
     put_documents(target, docs)
     source = plan.slices[0].source

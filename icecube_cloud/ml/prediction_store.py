@@ -37,7 +37,8 @@ from icecube_cloud.write.output import (
     refuse_foreign,
     remove_ours,
 )
-from icecube_cloud.write.skeleton import put_documents, render_documents
+from icecube_cloud.write.schema import render_dataset
+from icecube_cloud.write.skeleton import put_documents
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class PredictionStore:
                     "created": created,
                 }
                 ds, encoding = prediction_dataset(cube, targets, dtype, attrs)
-                docs = render_documents(ds, encoding)
+                docs = render_dataset(ds, encoding)
                 root_doc = docs.pop(ROOT_DOC)
                 remove_ours(self.target, self.state)  # a replaced prediction, stale bookkeeping
                 journal.begin(root_doc, self.fingerprint, created)

@@ -10,24 +10,19 @@ same bytes.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import distributed
 import numpy as np
-import numpy.typing as npt
-import pystac
 import zarr
 
 from icecube_cloud.errors import ProductError, portable_errors
-from icecube_cloud.labels.cube import grid_label_mask, label_mask, on_map
 from icecube_cloud.model import SourceRef, Window
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.read.cache import cached_array, cached_reader
 from icecube_cloud.read.policy import Readers, wide_bands
-from icecube_cloud.read.warp import warp_raster
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.chunks import encoder_for, stored_shape, write_blocks
 from icecube_cloud.write.journal import Journal, band_key, label_key
@@ -182,56 +177,6 @@ def write_band(
     return int(data.nbytes)
 
 
-@portable_errors
-def write_label_slice(
-    target: StorageTarget,
-    t: int,
-    items: Sequence[Mapping[str, Any]],
-    shape: tuple[int, int],
-    classes: Mapping[str, int],
-    storage_options: Mapping[str, Any] | None = None,
-    source: SourceRef | None = None,
-) -> int:
-    """Rasterise one product's label items into ``labels[t]`` (runs on a worker; deterministic).
-
-    The labels are drawn on the product's pixels; on a map-geometry cube (``source.grid``) see
-    :func:`grid_labels`.
-    """
-    label_items = [pystac.Item.from_dict(dict(d)) for d in items]
-    if source is not None and source.grid is not None:
-        mask = grid_labels(label_items, source, classes, storage_options)
-    else:
-        mask = label_mask(label_items, shape, classes, storage_options)
-    array = zarr.open_array(store=target.zarr_store(), path="labels", mode="r+", zarr_format=3)
-    array[t] = mask
-    Journal(target).mark(label_key(t))
-    return int(mask.nbytes)
-
-
-def grid_labels(
-    label_items: Sequence[pystac.Item],
-    source: SourceRef,
-    classes: Mapping[str, int],
-    storage_options: Mapping[str, Any] | None = None,
-) -> npt.NDArray[np.uint8]:
-    """One product's labels on its map grid (``source.grid``), in item order, later over earlier.
-
-    Labels given in lon/lat (GeoJSON) are drawn straight on the grid (:func:`grid_label_mask`);
-    labels in the product's pixel coordinates (icecube JSON, masks) are drawn on its pixels and
-    warped onto the grid like the product's pixels (:func:`warp_raster`).
-    """
-    assert source.grid is not None
-    out = np.zeros(source.grid.shape, dtype=np.uint8)
-    for lonlat, run in itertools.groupby(label_items, key=on_map):
-        if lonlat:
-            layer = grid_label_mask(list(run), source.grid, classes, storage_options)
-        else:
-            pixels = label_mask(list(run), source.shape, classes, storage_options)
-            layer = warp_raster(pixels, source, storage_options)
-        np.copyto(out, layer, where=layer != 0)
-    return out
-
-
 def submit_pixel_tasks(
     client: distributed.Client,
     plan: CubePlan,
@@ -267,6 +212,8 @@ def submit_pixel_tasks(
     chunks = sum(len(band) for _, band in todo)
     if plan.labels is None:
         return futures, chunks
+    from icecube_cloud.write.label_slices import write_label_slice  # cubes with labels only
+
     label_items, classes = plan.labels.items, dict(plan.labels.classes)
     for t in times:
         source = plan.slices[t].source

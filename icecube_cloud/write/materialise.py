@@ -170,7 +170,7 @@ def _start(
     )
     meta = iter(infos)
     metadata_json = [next(meta) if s.valid else "" for s in plan.slices]
-    docs = skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)), plan)
+    docs = skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)))
     root_doc = docs.pop(ROOT_DOC)
     created = datetime.now(UTC).isoformat()
     remove_ours(target, replaced)  # a replaced cube, another plan's build, stale bookkeeping

@@ -2,7 +2,7 @@
 
 The reference file is a Zarr v2 store in kerchunk's JSON format (version 1): coordinates, per-time
 coords, ``metadata`` and root attributes are inlined exactly as a materialised cube holds them (made by
-the same :func:`~icecube_cloud.write.zarr_writer.skeleton`); pixel chunks are byte ranges into the
+the same :func:`~icecube_cloud.write.skeleton.skeleton`); pixel chunks are byte ranges into the
 original products, combined along ``time`` (gap slices reference nothing and read as fill value).
 
 Where the files' layout differs from the cube contract, the references keep file order and the root
@@ -51,6 +51,7 @@ from icecube_cloud.write.output import (
     inspect_reference_output,
     refuse_foreign,
 )
+from icecube_cloud.write.schema import to_dataset
 from icecube_cloud.write.skeleton import skeleton
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,9 @@ def _coords_store(
     plan: CubePlan, metadata_json: list[str], azimuth_desc: bool
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Everything but the pixels as Zarr v2 keys -> inline values, and the pixel variable's attrs."""
-    ds = skeleton(plan, metadata_json)
-    attrs = dict(ds[plan.variable].attrs)
-    ds = ds.drop_vars(plan.variable)
+    schema = skeleton(plan, metadata_json)
+    attrs = dict(schema.arrays[plan.variable].attrs)
+    ds, _ = to_dataset(schema.without(plan.variable))
     if azimuth_desc:  # shadows-down files: file columns run backwards in azimuth
         ds = ds.assign_coords(azimuth=ds["azimuth"].values[::-1].copy())
     data: dict[str, Any] = {}

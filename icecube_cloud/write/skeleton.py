@@ -1,35 +1,30 @@
 """The cube's documents: everything a build writes but the pixel chunks, rendered in memory.
 
-The skeleton is the cube as an ``xr.Dataset`` whose pixel variables are never-computed placeholders;
-:func:`skeleton_documents` renders its Zarr v3 objects (array documents, coordinate chunks, and the root
-group document with the consolidated metadata of every array) so that they are written in one batch,
-the root document last (:mod:`icecube_cloud.write.journal`). A virtual cube inlines the same coordinates.
+:func:`skeleton` describes the cube's arrays as a :class:`~icecube_cloud.write.schema.CubeSchema`
+(pixel variables as placeholders whose chunks the band tasks write); :func:`skeleton_documents`
+renders its Zarr v3 objects (array documents, coordinate chunks, and the root group document with the
+consolidated metadata of every array) with zarr alone, so that they are written in one batch, the root
+document last (:mod:`icecube_cloud.write.journal`). A virtual cube inlines the same coordinates.
+Label and map-grid modules are imported only by cubes that have labels or a grid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import numpy.typing as npt
-import pyproj
 import pystac
-import shapely
-import xarray as xr
-import zarr
 import zarr.codecs
 
-from icecube_cloud.labels.cube import flag_attrs, label_vectors, map_vectors, on_map
-from icecube_cloud.labels.geometry import pixel_geometry_to_crs
 from icecube_cloud.model import Compression, SourceRef
 from icecube_cloud.plan import CubePlan
-from icecube_cloud.products import read_product
 from icecube_cloud.storage import StorageTarget, is_remote
 from icecube_cloud.write.coords import GAP_STRING, STRING_COORDS, coord_encoding
+from icecube_cloud.write.schema import ArraySpec, CubeSchema, render_zarr_v3
 
 _VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "amplitude": {
@@ -60,86 +55,105 @@ def skeleton(
     plan: CubePlan,
     metadata_json: Sequence[str],
     label_vectors: Sequence[Sequence[tuple[str, str]]] | None = None,
-) -> xr.Dataset:
-    """The cube as an ``xr.Dataset`` whose pixel variables are lazy placeholders (never computed).
+) -> CubeSchema:
+    """The cube's arrays; its pixel variables (and labels raster) are placeholders.
 
     Args:
         plan: The cube plan.
         metadata_json: One full-metadata JSON string per time slice ("" for gaps).
         label_vectors: With labels: per time slice, the (WKT in pixel coordinates, class) pairs.
     """
-    n = len(plan.slices)
     coords = [s.coords for s in plan.slices]
+    enc = _encoding(plan)
 
     def per_time(attr: str, fill: Any) -> list[Any]:
         return [fill if c is None else getattr(c, attr) for c in coords]
 
-    # One dask chunk: the placeholder is never computed, and its graph (one task per chunk otherwise)
-    # cost ~0.1 s of planning per 500 chunks.
-    pixels = da.zeros((n, *plan.shape), dtype=plan.dtype, chunks=-1)
-    strings = {
-        name: ("time", np.array(per_time(name, ""), dtype=object), {"comment": GAP_STRING})
-        for name in STRING_COORDS
+    arrays: dict[str, ArraySpec] = {
+        plan.variable: ArraySpec(
+            ("time", *plan.dims),
+            (len(plan.slices), *plan.shape),
+            np.dtype(plan.dtype),
+            None,
+            dict(_VARIABLE_ATTRS[plan.variable]),
+            enc[plan.variable],
+            coord=False,
+        )
     }
-    ds = xr.Dataset(
-        {plan.variable: (("time", *plan.dims), pixels, _VARIABLE_ATTRS[plan.variable])},
-        coords={
-            "time": ("time", _dt64([s.time for s in plan.slices])),
-            **_image_coords(plan),
-            "acquisition_start": ("time", _dt64(per_time("acquisition_start", None))),
-            "acquisition_end": ("time", _dt64(per_time("acquisition_end", None))),
-            "incidence_angle": (
-                "time",
-                np.array(per_time("incidence_angle", np.nan), dtype="float64"),
-            ),
-            "calibration_factor": (
-                "time",
-                np.array(per_time("calibration_factor", np.nan), dtype="float64"),
-            ),
-            "valid": ("time", np.array([s.valid for s in plan.slices], dtype=bool)),
-            "metadata": ("time", np.array(list(metadata_json), dtype=object)),
-            **strings,
+    per_time_values: dict[str, tuple[npt.NDArray[Any], dict[str, str]]] = {
+        "time": (
+            _dt64([s.time for s in plan.slices]),
+            {"comment": "acquisition end (UTC), or bin start with temporal_resolution > 0"},
+        ),
+        "acquisition_start": (_dt64(per_time("acquisition_start", None)), {}),
+        "acquisition_end": (_dt64(per_time("acquisition_end", None)), {}),
+        "incidence_angle": (
+            np.array(per_time("incidence_angle", np.nan), dtype="float64"),
+            {"units": "degree"},
+        ),
+        "calibration_factor": (
+            np.array(per_time("calibration_factor", np.nan), dtype="float64"),
+            {},
+        ),
+        "valid": (
+            np.array([s.valid for s in plan.slices], dtype=bool),
+            {
+                "comment": "false for gap slices: no image; their per-time coordinates hold fill "
+                "values (NaT, NaN, '')"
+            },
+        ),
+        "metadata": (
+            np.array(list(metadata_json), dtype=object),
+            {"comment": "full product metadata as JSON (lossless); " + GAP_STRING},
+        ),
+        **{
+            name: (np.array(per_time(name, ""), dtype=object), {"comment": GAP_STRING})
+            for name in STRING_COORDS
         },
-        attrs=dict(plan.attrs),
-    )
+    }
+    for name, (values, attrs) in per_time_values.items():
+        arrays[name] = ArraySpec.of(("time",), values, attrs, encoding=enc.get(name, {}))
+    arrays.update(_image_coords(plan))
+    schema = CubeSchema(arrays, dict(plan.attrs))
     if plan.labels is not None:
-        _add_labels(ds, plan, label_vectors or [[] for _ in plan.slices])
+        schema = _add_labels(schema, plan, label_vectors or [[] for _ in plan.slices], enc)
     if plan.grid is not None:
-        _georeference(ds, plan)
-    ds["time"].attrs["comment"] = "acquisition end (UTC), or bin start with temporal_resolution > 0"
-    ds["metadata"].attrs["comment"] = "full product metadata as JSON (lossless); " + GAP_STRING
-    ds["incidence_angle"].attrs["units"] = "degree"
-    ds["valid"].attrs["comment"] = (
-        "false for gap slices: no image; their per-time coordinates hold fill values (NaT, NaN, '')"
-    )
-    return ds
+        schema = _georeference(schema, plan)
+    return schema
 
 
-def _image_coords(plan: CubePlan) -> dict[str, Any]:
+def _image_coords(plan: CubePlan) -> dict[str, ArraySpec]:
     """Pixel indices (SAR geometry) or pixel-centre map coordinates (a map grid)."""
     if plan.grid is None:
         return {
-            "azimuth": ("azimuth", np.arange(plan.shape[0], dtype="int32")),
-            "range": ("range", np.arange(plan.shape[1], dtype="int32")),
+            "azimuth": ArraySpec.of(("azimuth",), np.arange(plan.shape[0], dtype="int32")),
+            "range": ArraySpec.of(("range",), np.arange(plan.shape[1], dtype="int32")),
         }
     return {
-        "y": ("y", np.array(plan.grid.y(), dtype="float64")),
-        "x": ("x", np.array(plan.grid.x(), dtype="float64")),
+        "y": ArraySpec.of(("y",), np.array(plan.grid.y(), dtype="float64")),
+        "x": ArraySpec.of(("x",), np.array(plan.grid.x(), dtype="float64")),
     }
 
 
-def _georeference(ds: xr.Dataset, plan: CubePlan) -> None:
+def _with_attrs(spec: ArraySpec, **attrs: Any) -> ArraySpec:
+    return dataclasses.replace(spec, attrs={**spec.attrs, **attrs})
+
+
+def _georeference(schema: CubeSchema, plan: CubePlan) -> CubeSchema:
     """CF grid mapping of a map-geometry cube, as rioxarray and odc-geo read it (SPEC §6b).
 
     A scalar ``spatial_ref`` coordinate carries the CRS (``crs_wkt``, ``spatial_ref``) and the GDAL
     ``GeoTransform``; every georeferenced variable names it in ``grid_mapping``. Pixels outside an
     image's footprint hold 0 (the array's fill value), declared as ``nodata``.
     """
+    import pyproj  # map grids only
+
     grid = plan.grid
     assert grid is not None
-    ds.coords["spatial_ref"] = (
+    arrays = dict(schema.arrays)
+    arrays["spatial_ref"] = ArraySpec.of(
         (),
-        np.int32(0),
+        np.array(0, dtype=np.int32),
         {
             "crs_wkt": grid.crs_wkt,
             "spatial_ref": grid.crs_wkt,
@@ -152,44 +166,67 @@ def _georeference(ds: xr.Dataset, plan: CubePlan) -> None:
     standard = ("longitude", "latitude") if crs.is_geographic else ("projection_x", "projection_y")
     for name, std in zip(("x", "y"), standard, strict=True):
         suffix = "" if crs.is_geographic else "_coordinate"
-        ds[name].attrs.update(
-            {"standard_name": std + suffix, "long_name": f"{name} of pixel centre", "units": unit}
+        arrays[name] = _with_attrs(
+            arrays[name],
+            standard_name=std + suffix,
+            long_name=f"{name} of pixel centre",
+            units=unit,
         )
-    ds[plan.variable].attrs.update({"grid_mapping": "spatial_ref", "nodata": 0})
-    if "labels" in ds.data_vars:
-        ds["labels"].attrs["grid_mapping"] = "spatial_ref"
-    ds[plan.variable].attrs["comment"] += "; 0 outside the image's footprint on the map grid"
+    pixels = arrays[plan.variable]
+    arrays[plan.variable] = _with_attrs(
+        pixels,
+        grid_mapping="spatial_ref",
+        nodata=0,
+        comment=pixels.attrs["comment"] + "; 0 outside the image's footprint on the map grid",
+    )
+    if "labels" in arrays:
+        arrays["labels"] = _with_attrs(arrays["labels"], grid_mapping="spatial_ref")
+    return CubeSchema(arrays, schema.attrs)
 
 
 def _add_labels(
-    ds: xr.Dataset, plan: CubePlan, vectors: Sequence[Sequence[tuple[str, str]]]
-) -> None:
+    schema: CubeSchema,
+    plan: CubePlan,
+    vectors: Sequence[Sequence[tuple[str, str]]],
+    enc: Mapping[str, Mapping[str, Any]],
+) -> CubeSchema:
     """The ``labels`` raster placeholder and the ``label_geometry``/``label_class`` vectors."""
+    from icecube_cloud.labels.cube import flag_attrs  # cubes with labels only
+
     assert plan.labels is not None
     n = len(plan.slices)
-    raster = da.zeros((n, *plan.shape), dtype="uint8", chunks=-1)
     attrs = {
         "long_name": "label class per pixel (0 = background)",
         **flag_attrs(plan.labels.classes),
         "comment": "times without labels hold only background",
     }
-    ds["labels"] = (("time", *plan.dims), raster, attrs)
+    raster = ArraySpec(
+        ("time", *plan.dims), (n, *plan.shape), np.dtype("uint8"), None, attrs, enc["labels"],
+        coord=False,
+    )  # fmt: skip
     width = max((len(v) for v in vectors), default=0)
     geometry = np.full((n, width), "", dtype=object)
     classes = np.full((n, width), "", dtype=object)
     for t, pairs in enumerate(vectors):
         for k, (wkt, name) in enumerate(pairs):
             geometry[t, k], classes[t, k] = wkt, name
-    ds["label_geometry"] = (
-        ("time", "label"),
-        geometry,
-        {
-            "comment": "vector labels as WKT in pixel coordinates (x = range, y = azimuth); '' = none"
-            if plan.grid is None
-            else f"vector labels as WKT in the grid's CRS ({plan.grid.crs}; x, y); '' = none"
-        },
+    where = (
+        "vector labels as WKT in pixel coordinates (x = range, y = azimuth); '' = none"
+        if plan.grid is None
+        else f"vector labels as WKT in the grid's CRS ({plan.grid.crs}; x, y); '' = none"
     )
-    ds["label_class"] = (("time", "label"), classes, {"comment": "class of label_geometry"})
+    dims = ("time", "label")
+    return CubeSchema(
+        {
+            **schema.arrays,
+            "labels": raster,
+            "label_geometry": ArraySpec.of(dims, geometry, {"comment": where}, coord=False),
+            "label_class": ArraySpec.of(
+                dims, classes, {"comment": "class of label_geometry"}, coord=False
+            ),
+        },
+        schema.attrs,
+    )
 
 
 def _encoding(plan: CubePlan) -> dict[str, dict[str, Any]]:
@@ -242,35 +279,13 @@ def stored_compression(root: Mapping[str, Any]) -> Compression | None:
     return None
 
 
-def skeleton_documents(ds: xr.Dataset, plan: CubePlan) -> dict[str, bytes]:
+def skeleton_documents(schema: CubeSchema) -> dict[str, bytes]:
     """Every object of the cube but the pixel chunks, rendered in memory.
 
     That is: the array documents, the coordinate chunks, and the root document with the consolidated
     metadata of every array (one batch of writes instead of one request per object and a listing).
     """
-    return render_documents(ds, _encoding(plan))
-
-
-def render_documents(ds: xr.Dataset, encoding: Mapping[str, Mapping[str, Any]]) -> dict[str, bytes]:
-    """Every object of the Zarr v3 store of ``ds`` but its lazy (dask) variables' chunks, in memory.
-
-    The root document carries the consolidated metadata of every array.
-    """
-    memory: dict[str, Any] = {}  # key -> zarr Buffer
-    store = zarr.storage.MemoryStore(memory)
-    with warnings.catch_warnings():
-        # zarr warns that consolidated metadata is not (yet) part of the v3 spec; xarray relies on it.
-        warnings.simplefilter("ignore", category=UserWarning)
-        ds.to_zarr(
-            store,
-            mode="w",
-            compute=False,
-            consolidated=False,
-            zarr_format=3,
-            encoding=dict(encoding),
-        )
-        zarr.consolidate_metadata(store)
-    return {key: buf.to_bytes() for key, buf in memory.items()}
+    return render_zarr_v3(schema)
 
 
 def put_documents(target: StorageTarget, docs: Mapping[str, bytes]) -> None:
@@ -294,6 +309,8 @@ def label_vectors_of(
     """
     if plan.labels is None:
         return None
+    from icecube_cloud.labels.cube import label_vectors  # cubes with labels only
+
     items = plan.labels.items
     out: list[list[tuple[str, str]]] = []
     for s in plan.slices:
@@ -320,6 +337,12 @@ def _grid_vectors(
     Lon/lat labels are transformed straight to the CRS, pixel labels through the product's
     geolocation (its header read once, when needed).
     """
+    import shapely
+
+    from icecube_cloud.labels.cube import label_vectors, map_vectors, on_map
+    from icecube_cloud.labels.geometry import pixel_geometry_to_crs
+    from icecube_cloud.products import read_product
+
     out: list[tuple[str, str]] = []
     meta = None
     for item in label_items:
