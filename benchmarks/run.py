@@ -53,6 +53,7 @@ import distributed
 from benchmarks import measure
 from benchmarks.measure import MiB, PeakRss, Timed, track_rss
 from benchmarks.stacks import SIZES, Kind, Size, Stack, catalogue, generate
+from benchmarks.steps import KINDS, RequestLog
 from icecube_cloud.build import build_cube
 from icecube_cloud.cluster import local_cluster
 from icecube_cloud.errors import IcecubeError
@@ -72,6 +73,7 @@ COLUMNS = (
     "stored_bytes", "raw_bytes", "stored_ratio", "naive_stored_bytes",
     "open_s", "first_chunk_s", "gap_slices", "gap_bytes", "gap_build_mibs",
     "ceiling_runs_s", "ours_runs_s", "naive_runs_s", "repeat",
+    "ours_requests", "ceiling_requests", "naive_requests",
 )  # fmt: skip
 """Every column of a result row (the JSON schema the smoke test checks)."""
 
@@ -94,6 +96,8 @@ class Env:
     ``Client.restart`` does not come back on this machine)."""
     warm: tuple[str, ...] = ()
     """Modules a fresh cluster's workers import before a case (default :data:`WARM_MODULES`)."""
+    requests: RequestLog | None = None
+    """The S3 server's request log (``s3`` blocks): requests of each case's first run are counted."""
 
 
 WARM_MODULES = ("benchmarks.measure", "icecube_cloud.build", "rioxarray")
@@ -105,14 +109,22 @@ def _warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
         importlib.import_module(name)
 
 
-def _case(env: Env, fn: Callable[[distributed.Client], T]) -> tuple[T, PeakRss]:
+def _case(
+    env: Env, fn: Callable[[distributed.Client], T], requests: dict[str, int] | None = None
+) -> tuple[T, PeakRss]:
+    """Run ``fn`` on a cluster; with ``requests`` (and an S3 block), count the server's requests."""
     with contextlib.ExitStack() as stack:
         client = env.shared or stack.enter_context(
             _cluster(env.workers, warm=env.warm or WARM_MODULES)
         )
         os.sync()  # no case pays for the writeback of an earlier one
+        log_ = env.requests if requests is not None else None
+        before = log_.counts() if log_ is not None else None
         with track_rss(client) as peaks:
             result = fn(client)
+        if log_ is not None and before is not None and requests is not None:
+            after = log_.counts()
+            requests.update({k: after[k] - before[k] for k in KINDS if after[k] - before[k]})
     return result, peaks
 
 
@@ -152,13 +164,20 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
     )  # fmt: skip
 
     per_image = stack.nbytes // stack.size.n
+    ceiling_requests: dict[str, int] = {}
+    ours_requests: dict[str, int] = {}
+    naive_requests: dict[str, int] = {}
     out = f"{root}/ours.zarr"
     ceilings: list[tuple[Timed, PeakRss]] = []
     ours_runs: list[tuple[tuple[Timed, float], PeakRss]] = []
     for i in range(env.repeat):  # interleaved, so that both see the same machine state
         log.info("%s %s %s: ceiling (%d/%d)", stack.kind, size, env.store, i + 1, env.repeat)
         ceilings.append(
-            _case(env, lambda c: measure.ceiling(c, stack.files, f"{root}/ceiling", per_image, so))
+            _case(
+                env,
+                lambda c: measure.ceiling(c, stack.files, f"{root}/ceiling", per_image, so),
+                None if i else ceiling_requests,
+            )
         )
         measure.remove(f"{root}/ceiling", so)
         if row["ours_status"] is not None:
@@ -167,7 +186,9 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
         if i:
             measure.remove(out, so)
         try:
-            ours_runs.append(_case(env, lambda c: _ours(env, c, stack, out, {})))
+            ours_runs.append(
+                _case(env, lambda c: _ours(env, c, stack, out, {}), None if i else ours_requests)
+            )
         except IcecubeError as err:
             supported = "not supported" not in str(err)
             row["ours_status"] = f"{'error' if supported else 'not supported'}: {err}"[:300]
@@ -208,7 +229,9 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
     naives: list[tuple[Timed, PeakRss]] = []
     for i in range(env.repeat):
         log.info("%s %s %s: naive (%d/%d)", stack.kind, size, env.store, i + 1, env.repeat)
-        naives.append(_case(env, lambda c: _naive(env, c, stack, out)))
+        naives.append(
+            _case(env, lambda c: _naive(env, c, stack, out), None if i else naive_requests)
+        )
         if not i:  # the same bytes every run: one listing
             stored_naive = measure.stored_bytes(out, so, "pixels")
         measure.remove(out, so)
@@ -217,6 +240,9 @@ def run_block(env: Env, stack: Stack, size: Size) -> dict[str, Any]:
         naive_s=round(naive.seconds, 3), naive_mibs=round(naive.mib_per_s, 1), rss_naive=rss.to_dict(),
         naive_stored_bytes=stored_naive, naive_runs_s=[round(r[0].seconds, 3) for r in naives],
     )  # fmt: skip
+    if env.requests is not None:
+        row.update(ceiling_requests=ceiling_requests, naive_requests=naive_requests,
+                   ours_requests=ours_requests if row["ours_status"] == "ok" else None)  # fmt: skip
     row["ratio_ceiling"] = _ratio(row["ours_mibs"], row["ceiling_mibs"])
     row["ratio_naive"] = _ratio(row["ours_mibs"], row["naive_mibs"])
     if row["ours_runs_s"]:  # the same bytes: the ratio of throughputs is the inverse ratio of times
@@ -253,7 +279,8 @@ def run_suite(
     try:
         n = workers or os.cpu_count() or 1
         with contextlib.ExitStack() as ctx:
-            moto = ctx.enter_context(MotoServer())
+            moto = ctx.enter_context(MotoServer(log_path=tmp / "moto.log"))
+            requests = RequestLog(tmp / "moto.log")
             client = None if fresh else ctx.enter_context(_cluster(n))
             for size in sizes:
                 for kind in kinds:
@@ -278,7 +305,7 @@ def run_suite(
                             s3_prefix=f"{bucket}/src",
                             storage_options=so,
                         )
-                        env = Env("s3", f"{bucket}/out", so, n, repeat, client)
+                        env = Env("s3", f"{bucket}/out", so, n, repeat, client, requests=requests)
                         rows.append(run_block(env, stack, size))
                         log.info("row %s", json.dumps(rows[-1], default=str))
                     shutil.rmtree(block, ignore_errors=True)
@@ -320,6 +347,23 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             f"| {_fmt(r['open_s'], 3)} | {_fmt(r['first_chunk_s'], 3)} | {gaps} |"
         )
     return "\n".join(lines)
+
+
+def requests_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Requests the S3 server received per build (first run of each case), as a markdown table."""
+    head = "| kind | size | stack | case | " + " | ".join(KINDS) + " | total |"
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        for case in ("ours", "ceiling", "naive"):
+            counts = r.get(f"{case}_requests")
+            if r["store"] != "s3" or counts is None:
+                continue
+            cells = " | ".join(str(counts.get(k, 0)) for k in KINDS)
+            lines.append(
+                f"| {r['kind']} ({r['flavour']}) | {r['size']} | {r['n_images']}×{r['shape']} "
+                f"| {case} | {cells} | {sum(counts.values())} |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 TARGET_CEILING = 0.8
@@ -393,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     result: dict[str, Any] = {"machine": info, "rows": rows, "verdicts": verdicts(rows)}
     print(table(rows))
+    requests = requests_table(rows)
+    if requests:
+        print(f"\nRequests to S3 per build (moto's access log; client and workers):\n\n{requests}")
     for line in result["verdicts"]:
         print(f"\n{line}")
     if args.memory:

@@ -33,6 +33,22 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and value > 0 and math.isfinite(value)
 
 
+def test_s3_requests_are_counted_per_build(tmp_path: Path) -> None:
+    """On S3 each case's requests are counted from the server's log (issue #16 item 5)."""
+    out = tmp_path / "bench.json"
+    argv = ["--size", "tiny", "--only", "grd", "--no-local", "--no-fresh", "--json", str(out)]
+    assert bench.main(argv) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    n = row["n_images"]
+    # the ceiling reads each file with one GET and writes it with one PUT
+    assert row["ceiling_requests"]["GET"] == row["ceiling_requests"]["PUT"] == n
+    ours = row["ours_requests"]
+    assert ours["PUT"] >= n + 1 and ours["GET"] >= n  # a chunk per image and the root document
+    assert sum(row["naive_requests"].values()) > 0
+    lines = bench.requests_table([row]).splitlines()
+    assert [line.split(" | ")[3] for line in lines[2:]] == ["ours", "ceiling", "naive"]
+
+
 def test_every_block_and_column(result: dict[str, Any]) -> None:
     rows = result["rows"]
     assert {(r["kind"], r["store"]) for r in rows} == {("grd", "local"), ("slc", "local")}
