@@ -104,13 +104,13 @@ def test_skeleton_documents_equal_xarrays(tmp_path, case):
     _assert_same_as_xarray(schema)
 
 
-def test_rendered_cube_reads_back_through_xarray(tmp_path):
+def test_rendered_cube_reads_back_through_xarray():
     """Values survive the renderer's own encoding: times to the microsecond, NaT, NaN, strings."""
     times = np.array(["2021-04-20T10:00:00.123456", "NaT"], dtype="datetime64[ns]")
     schema = CubeSchema(
         {
             "pixels": ArraySpec(("time", "y"), (2, 3), np.dtype("uint16"), None, {}, {}, coord=False),
-            "time": ArraySpec.of(("time",), np.array(times[:1].tolist() * 2, dtype="datetime64[ns]"),
+            "time": ArraySpec.of(("time",), np.array(["2021-04-20", "2021-04-21"], dtype="datetime64[ns]"),
                                  encoding={"units": "microseconds since 1970-01-01", "dtype": "int64"}),
             "start": ArraySpec.of(("time",), times, encoding={
                 "units": "microseconds since 1970-01-01", "dtype": "int64",

@@ -76,10 +76,6 @@ class CubeSchema:
     arrays: Mapping[str, ArraySpec]
     attrs: Mapping[str, Any]
 
-    def with_array(self, name: str, spec: ArraySpec) -> CubeSchema:
-        """This schema with ``name`` added or replaced."""
-        return CubeSchema({**self.arrays, name: spec}, self.attrs)
-
     def without(self, *names: str) -> CubeSchema:
         """This schema without the arrays ``names``."""
         return CubeSchema({k: v for k, v in self.arrays.items() if k not in names}, self.attrs)
