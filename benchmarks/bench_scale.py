@@ -13,8 +13,8 @@ this order, on one shared LocalCluster (its start-up is not timed):
   (render and write the documents), ``journal`` (pending record, done listing), ``band tasks``,
   ``commit``, ``other`` (the rest: connecting to the cluster, ...);
 * **ingest 1**: one new product's item upserted into the catalog (the day after the last slice);
-* **update**: ``update_cube`` with that one new image, in the same steps (plus ``read cube``: opening the
-  cube it updates; ``other`` holds comparing the time axes and reading the stored metadata);
+* **update**: ``update_cube`` with that one new image, in the same steps (plus ``read cube``: reading
+  the stored cube's layout, time axis and metadata; ``other`` holds comparing the time axes);
 * **open**: ``open_cube`` (consolidated metadata, completeness check) and the ``time`` axis.
 
 Each step reports wall seconds, cost per slice (ms; per item for the search), and on S3 the requests

@@ -21,7 +21,6 @@ from typing import Any
 
 import fsspec
 import pystac
-import xarray
 
 import icecube_cloud.build as build_mod
 import icecube_cloud.update as update_mod
@@ -225,7 +224,7 @@ def step_targets() -> dict[tuple[Any, str], str | Callable[..., str]]:
         (Journal, "pending"): "journal",
         (Journal, "mark_updating"): "journal",
         (Journal, "commit"): "commit",
-        (xarray, "open_zarr"): "read cube",
+        (update_mod, "read_stored"): "read cube",
         (update_mod, "_our_cube_root"): "output check",
     }
     for mod in (materialise, update_mod):

@@ -22,6 +22,16 @@ from fsspec.implementations.local import LocalFileSystem
 from zarr.abc.store import Store
 
 
+def is_parquet_url(url: str) -> bool:
+    """Whether ``url`` names a kerchunk Parquet reference store (a ``*.parq`` folder)."""
+    return url.rstrip("/").endswith(".parq")
+
+
+def is_reference_url(url: str) -> bool:
+    """Whether ``url`` names kerchunk references (JSON or Parquet) rather than a Zarr directory."""
+    return url.rstrip("/").endswith(".json") or is_parquet_url(url)
+
+
 def is_remote(url: str) -> bool:
     """Whether ``url`` names something other than a local file.
 

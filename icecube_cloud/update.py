@@ -17,14 +17,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 from icecube_cloud.build import search_and_plan
 from icecube_cloud.cluster import connect
@@ -33,8 +31,7 @@ from icecube_cloud.errors import DataError, SelectionError
 from icecube_cloud.model import Compression
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, resolve_progress
-from icecube_cloud.storage import StorageOptions, StorageTarget, public_url
-from icecube_cloud.virtual import is_reference_url
+from icecube_cloud.storage import StorageOptions, StorageTarget, is_reference_url, public_url
 from icecube_cloud.write.bands import remove_time_slices, submit_pixel_tasks
 from icecube_cloud.write.executor import gather_futures, read_source_info
 from icecube_cloud.write.journal import ROOT_DOC, STATUS_ATTR, Journal, plan_fingerprint
@@ -45,7 +42,6 @@ from icecube_cloud.write.output import (
     inspect_reference_output,
     refuse_foreign,
 )
-from icecube_cloud.write.references import execute_references
 from icecube_cloud.write.skeleton import (
     label_vectors_of,
     put_documents,
@@ -53,6 +49,7 @@ from icecube_cloud.write.skeleton import (
     skeleton_documents,
     stored_compression,
 )
+from icecube_cloud.write.stored import StoredCube, read_stored
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +121,16 @@ def update_cube(
     catalog_url = stac_url or str(attrs.get("icecube_cloud_search", {}).get("catalog", ""))
     plan = search_and_plan(catalog_url, cfg, so, allowed_hrefs).plan
     start = time.perf_counter()
-    with connect(scheduler, workers, nbytes=plan.nbytes) as client:
-        lease = acquire_lease(target)
-        try:
-            return _update(target, root, plan, client, so, report, start)
-        finally:
-            lease.release()
+    lease = acquire_lease(target)  # before reading: the cube cannot change under this update
+    try:
+        work = _changes(target, root, plan)
+        if work is None:
+            log.info("%s is up to date", public_url(target.url))
+            return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
+        with connect(scheduler, workers, nbytes=plan.nbytes) as client:  # only when there is work
+            return _apply(target, root, plan, work, client, so, report, start)
+    finally:
+        lease.release()
 
 
 def _lost_images(url: str) -> SelectionError:
@@ -194,6 +195,8 @@ def _update_virtual(
         return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
     if not set(old_ids) <= set(new_ids):
         raise _lost_images(public_url(url))
+    from icecube_cloud.write.references import execute_references  # kerchunk, pandas
+
     with connect(scheduler, workers, nbytes=plan.nbytes) as client:
         result = execute_references(
             plan, url, client=client, storage_options=so, overwrite=True, progress=progress
@@ -238,28 +241,26 @@ def _documents(
     return skeleton_documents(skeleton(plan, metadata_json, label_vectors_of(plan, so)))
 
 
-def _check_same_grid(old: xr.Dataset, plan: CubePlan, url: str) -> None:
+def _check_same_grid(stored: StoredCube, plan: CubePlan, url: str) -> None:
     """Raise unless the cube and the new plan share their geometry (SAR, or the same map grid).
 
     A map grid derived from the footprints grows when a new product reaches outside them; the old
     slices would then sit on another grid than the new ones.
     """
-    stored = old["spatial_ref"].attrs.get("GeoTransform") if "spatial_ref" in old.coords else None
-    if plan.grid is None and stored is None:
+    if plan.grid is None and stored.geo_transform is None:
         return
     wanted = None if plan.grid is None else plan.grid.geo_transform_text
-    if stored != wanted or tuple(old[plan.variable].dims[1:]) != plan.dims:
+    if stored.geo_transform != wanted or stored.dims[1:] != plan.dims:
         raise DataError(
-            f"{url}: the cube's grid ({stored or 'SAR geometry'}) differs from the one the catalog "
-            f"now gives ({wanted or 'SAR geometry'}); rebuild it with --overwrite, or give the "
-            "config a fixed grid.bbox so that new products land on the same grid"
+            f"{url}: the cube's grid ({stored.geo_transform or 'SAR geometry'}) differs from the "
+            f"one the catalog now gives ({wanted or 'SAR geometry'}); rebuild it with --overwrite, "
+            "or give the config a fixed grid.bbox so that new products land on the same grid"
         )
 
 
-def _check_same_layout(encoding: Mapping[str, Any], plan: CubePlan, url: str) -> None:
+def _check_same_layout(stored: StoredCube, plan: CubePlan, url: str) -> None:
     """The plan writes the cube's own chunks (and shards): update rewrites stored objects whole."""
-    old_chunks = tuple(encoding.get("chunks", ()))[1:]
-    old_shards = tuple(encoding.get("shards") or ())[1:] or None
+    old_chunks, old_shards = stored.chunks[1:], (stored.shards or ())[1:] or None
     shards = None if plan.inner_chunks is None else plan.chunks
     if (old_chunks and old_chunks != plan.read_chunks) or old_shards != shards:
         raise DataError(
@@ -268,55 +269,73 @@ def _check_same_layout(encoding: Mapping[str, Any], plan: CubePlan, url: str) ->
         )
 
 
-def _update(
-    target: StorageTarget,
-    root: dict[str, Any],
-    plan: CubePlan,
-    client: Any,
-    so: StorageOptions,
-    progress: Progress,
-    start: float,
-) -> UpdateResult:
+@dataclass(frozen=True)
+class _Work:
+    """What an update rewrites: the slices that changed, and what it knows of the others."""
+
+    changed: tuple[int, ...]
+    added: tuple[str, ...]
+    metadata: list[str]
+    fingerprint: str
+    resuming: bool
+
+
+def _changes(target: StorageTarget, root: dict[str, Any], plan: CubePlan) -> _Work | None:
+    """The slices to rewrite, or ``None`` when the cube is up to date (and not being resumed).
+
+    Raises:
+        DataError: The catalog's images no longer fit the cube (geometry, shape, type, chunks).
+        SelectionError: The catalog lost images of the cube, or the config now selects others.
+    """
     url = public_url(target.url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        old = xr.open_zarr(target.zarr_store(read_only=True), consolidated=True, zarr_format=3)
-    var = plan.variable
-    if var in old:
-        _check_same_grid(old, plan, url)
-    if var not in old or old[var].shape[1:] != plan.shape or str(old[var].dtype) != plan.dtype:
+    stored = read_stored(target, plan.variable)
+    if stored.dims:
+        _check_same_grid(stored, plan, url)
+    if not stored.dims or stored.shape[1:] != plan.shape or stored.dtype != plan.dtype:
         raise DataError(f"{url}: the catalog's images no longer fit this cube; rebuild it")
-    _check_same_layout(old[var].encoding, plan, url)
-    old_keys = list(
-        zip(old["time"].values, (str(p) for p in old["product_id"].values), strict=True)
-    )
-    new_keys = _slice_keys(plan)
-    journal = Journal(target)
-    pending = journal.pending()
+    _check_same_layout(stored, plan, url)
+    old_keys, new_keys = stored.keys, _slice_keys(plan)
+    pending = Journal(target).pending()
     fingerprint = plan_fingerprint(plan)
     resuming = pending is not None and pending.get("fingerprint") == fingerprint
     if not resuming and old_keys == new_keys and root["attributes"].get(STATUS_ATTR) == "complete":
-        log.info("%s is up to date", url)
-        return UpdateResult(target.url, plan, (), (), 0, time.perf_counter() - start)
+        return None
     if len(new_keys) < len(old_keys) or any(k not in set(new_keys) for k in old_keys if k[1]):
         raise _lost_images(url)
     changed = tuple(t for t, key in enumerate(new_keys) if t >= len(old_keys) or old_keys[t] != key)
     old_ids = {k[1] for k in old_keys}
     added = tuple(k[1] for k in new_keys if k[1] and k[1] not in old_ids)
-    meta = [str(m) for m in old["metadata"].values] + [""] * (len(new_keys) - len(old_keys))
-    docs = _documents(plan, changed, meta, client, so, progress)
+    metadata = stored.metadata + [""] * (len(new_keys) - len(old_keys))
+    return _Work(changed, added, metadata, fingerprint, resuming)
+
+
+def _apply(
+    target: StorageTarget,
+    root: dict[str, Any],
+    plan: CubePlan,
+    work: _Work,
+    client: Any,
+    so: StorageOptions,
+    progress: Progress,
+    start: float,
+) -> UpdateResult:
+    """Rewrite the changed slices with the build's band tasks and journal, then commit."""
+    changed, journal = work.changed, Journal(target)
+    docs = _documents(plan, changed, work.metadata, client, so, progress)
     new_root = docs.pop(ROOT_DOC)
     created = root["attributes"].get("created", datetime.now(UTC).isoformat())
-    if not resuming:
-        journal.begin(new_root, fingerprint, created)
+    if not work.resuming:
+        journal.begin(new_root, work.fingerprint, created)
         journal.mark_updating(root)
     # Array documents with the new shapes, then the changed slices' chunks: the build's band tasks.
-    pixel_vars = [var] + (["labels"] if plan.labels is not None else [])
+    pixel_vars = [plan.variable] + (["labels"] if plan.labels is not None else [])
     put_documents(target, {f"{name}/zarr.json": docs[f"{name}/zarr.json"] for name in pixel_vars})
     # stale chunks of slices that are gaps now: a gap stores nothing
     remove_time_slices(target, pixel_vars, [t for t in changed if plan.slices[t].source is None])
-    done = journal.done() if resuming else set()
-    futures, n_chunks = submit_pixel_tasks(client, plan, target, changed, done, so, fingerprint)
+    done = journal.done() if work.resuming else set()
+    futures, n_chunks = submit_pixel_tasks(
+        client, plan, target, changed, done, so, work.fingerprint
+    )
     gather_futures(client, futures, "write", progress, count_bytes=True)
     # Coordinates and the other documents, then the commit.
     put_documents(target, {k: v for k, v in docs.items() if k.split("/", 1)[0] not in pixel_vars})
@@ -325,7 +344,7 @@ def _update(
         url=target.url,
         plan=plan,
         rewritten=changed,
-        added=added,
+        added=work.added,
         chunks_written=n_chunks,
         seconds=time.perf_counter() - start,
     )

@@ -22,22 +22,12 @@ import zarr.storage
 from fsspec.implementations.reference import ReferenceFileSystem
 
 from icecube_cloud.errors import DataError
-from icecube_cloud.storage import StorageOptions, is_remote, local_path
+from icecube_cloud.storage import StorageOptions, is_parquet_url, is_remote, local_path
 
 VIRTUAL_ATTR = "icecube_cloud_virtual"
 """Root attribute describing the lazy transformations :func:`open_references` applies."""
 SOURCES_ATTR = "icecube_cloud_sources"
 """Root attribute listing every referenced file with its size (and ETag) when referenced."""
-
-
-def is_parquet_url(url: str) -> bool:
-    """Whether ``url`` names a kerchunk Parquet reference store (a ``*.parq`` folder)."""
-    return url.rstrip("/").endswith(".parq")
-
-
-def is_reference_url(url: str) -> bool:
-    """Whether ``url`` names kerchunk references (JSON or Parquet) rather than a Zarr directory."""
-    return url.rstrip("/").endswith(".json") or is_parquet_url(url)
 
 
 def _load_refs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:

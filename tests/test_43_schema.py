@@ -27,6 +27,7 @@ from icecube_cloud.synthetic import make_stack
 from icecube_cloud.write.schema import (
     ArraySpec,
     CubeSchema,
+    decode_times,
     render_dataset,
     render_zarr_v3,
     to_dataset,
@@ -141,12 +142,13 @@ def test_times_finer_than_the_units_are_refused():
         render_zarr_v3(CubeSchema({"time": spec}, {}))
 
 
-def test_a_build_imports_no_xarray_pandas_dask_array_or_label_drawing():
-    """The build stack stays lean to import (issue #16, fixed cost): what a plain build of a
+def test_build_and_update_import_no_xarray_pandas_dask_array_or_label_drawing():
+    """The build stack stays lean to import (issue #16, fixed cost): what a plain build or update of a
     Zarr cube without labels needs, and not what other commands, virtual cubes or labels need."""
     heavy = ["xarray", "pandas", "dask.array", "rasterio.features", "kerchunk", "torch"]
     code = (
-        "import sys, icecube_cloud.cli, icecube_cloud.build, icecube_cloud.labels.items; "
+        "import sys, icecube_cloud.cli, icecube_cloud.build, icecube_cloud.update, "
+        "icecube_cloud.labels.items; "
         f"print([m for m in {heavy!r} if m in sys.modules])"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -161,3 +163,16 @@ def test_labels_package_names_resolve_lazily():
         assert getattr(labels, name).__name__ == name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         labels.nope  # noqa: B018
+
+
+def test_stored_times_decode_back():
+    """``update`` reads time axes with zarr: our own encoding, NaT fill, and other CF units."""
+    times = np.array(["2021-04-20T10:00:00.123456", "NaT"], dtype="datetime64[ns]")
+    stored = np.array([1618912800123456, np.iinfo(np.int64).min])
+    attrs = {"units": "microseconds since 1970-01-01", "calendar": "proleptic_gregorian",
+             "_FillValue": int(np.iinfo(np.int64).min)}  # fmt: skip
+    np.testing.assert_array_equal(decode_times(stored, attrs), times)
+    other = decode_times(np.array([0, 36]), {"units": "hours since 2021-04-20"})  # xarray's decoder
+    np.testing.assert_array_equal(
+        other, np.array(["2021-04-20", "2021-04-21T12"], "datetime64[ns]")
+    )

@@ -40,8 +40,8 @@ from icecube_cloud.model import SourceRef
 from icecube_cloud.plan import CubePlan
 from icecube_cloud.progress import Progress, no_progress
 from icecube_cloud.read.byte_ranges import ZARR_HINT, ArrayRefs, SourceRefs, source_references
-from icecube_cloud.storage import StorageOptions, StorageTarget, is_remote
-from icecube_cloud.virtual import SOURCES_ATTR, VIRTUAL_ATTR, is_parquet_url
+from icecube_cloud.storage import StorageOptions, StorageTarget, is_parquet_url, is_remote
+from icecube_cloud.virtual import SOURCES_ATTR, VIRTUAL_ATTR
 from icecube_cloud.write.coords import coord_encoding
 from icecube_cloud.write.executor import BuildResult, gather_futures, read_source_info
 from icecube_cloud.write.journal import STATUS_ATTR

@@ -111,6 +111,28 @@ def _encode_times(
     return out
 
 
+def decode_times(values: npt.NDArray[Any], attrs: Mapping[str, Any]) -> npt.NDArray[np.datetime64]:
+    """Stored times back to ``datetime64[ns]`` (the inverse of the renderer's encoding).
+
+    Units this module writes are decoded here; others (cubes written before it, by xarray) go
+    through xarray's CF decoder.
+    """
+    units = str(attrs.get("units", ""))
+    step = _EPOCH_UNITS.get(units)
+    if step is None or attrs.get("calendar", CALENDAR) != CALENDAR:
+        from xarray.coding.times import decode_cf_datetime
+
+        out: npt.NDArray[np.datetime64] = decode_cf_datetime(
+            values, units, attrs.get("calendar", CALENDAR)
+        )
+        return out.astype("datetime64[ns]")
+    ints = np.asarray(values, dtype=np.int64)
+    times = ints.astype(f"datetime64[{step}]").astype("datetime64[ns]")
+    if "_FillValue" in attrs:
+        times[ints == int(attrs["_FillValue"])] = np.datetime64("NaT")
+    return times
+
+
 @dataclass(frozen=True)
 class _Encoded:
     """One array as zarr stores it."""
