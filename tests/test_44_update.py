@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -280,3 +281,20 @@ def test_update_refuses_what_is_not_a_cube(tmp_path):
     r = subprocess.run([EXE, "update", str(users_json)], capture_output=True, text=True)
     assert r.returncode == 2 and "did not write" in r.stderr, r.stderr
     assert users_json.read_text() == '{"version": 1, "refs": {}}'
+
+
+def test_update_of_a_damaged_cube_names_what_is_missing(tmp_path, dask_scheduler):
+    """A cube that lost an array (hand-edited, half-copied) is one clear error; nothing is written."""
+    cat, cube = str(tmp_path / "cat"), tmp_path / "cube.zarr"
+    make_stack(tmp_path / "a", n=2, shape=(16, 16), start=START, days=2, seed=1)
+    ingest([str(tmp_path / "a")], cat)
+    build_cube(cat, {}, str(cube), scheduler=dask_scheduler, register=False)
+    shutil.rmtree(cube / "product_id")
+    root = json.loads((cube / "zarr.json").read_text())
+    del root["consolidated_metadata"]["metadata"]["product_id"]
+    (cube / "zarr.json").write_text(json.dumps(root))
+    before = _objects(cube)
+    r = subprocess.run([EXE, "update", str(cube), "-q"], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{cube}: the cube has no array 'product_id'" in r.stderr
+    assert _objects(cube) == before and not list((cube / "_icecube").glob("lease*"))

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from icecube_cloud.storage import StorageTarget
+from icecube_cloud.errors import DataError
+from icecube_cloud.storage import StorageTarget, public_url
 from icecube_cloud.write.schema import decode_times
 
 
@@ -42,15 +43,27 @@ class StoredCube:
     metadata: list[str]
 
 
-def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:
-    node = group[name]
+def _array(group: zarr.Group, name: str, url: str) -> zarr.Array[Any]:
+    """The array ``name`` of the cube at ``url``; a damaged cube is a :class:`DataError`."""
+    try:
+        node = group[name]
+    except KeyError:
+        node = None
     if not isinstance(node, zarr.Array):
-        raise TypeError(f"{name} is a group, not an array")
+        raise DataError(
+            f"{url}: the cube has no array {name!r} (damaged or not written by icecube-cloud); "
+            "rebuild it with --overwrite"
+        )
     return node
 
 
 def read_stored(target: StorageTarget, variable: str) -> StoredCube:
-    """Read the parts of the cube at ``target`` that :class:`StoredCube` holds."""
+    """Read the parts of the cube at ``target`` that :class:`StoredCube` holds.
+
+    Raises:
+        DataError: An array the cube must have is missing.
+    """
+    url = public_url(target.url)
     group = zarr.open_group(
         target.zarr_store(read_only=True), mode="r", zarr_format=3, use_consolidated=True
     )
@@ -60,18 +73,18 @@ def read_stored(target: StorageTarget, variable: str) -> StoredCube:
     chunks: tuple[int, ...] = ()
     dtype, shards = "", None
     if variable in names:
-        pixels = _array(group, variable)
+        pixels = _array(group, variable, url)
         meta = pixels.metadata
         dims = tuple(str(d) for d in getattr(meta, "dimension_names", None) or ())
         shape, dtype = tuple(pixels.shape), str(pixels.dtype)
         chunks, shards = tuple(pixels.chunks), pixels.shards
     geo = None
     if "spatial_ref" in names:
-        value = _array(group, "spatial_ref").attrs.get("GeoTransform")
+        value = _array(group, "spatial_ref", url).attrs.get("GeoTransform")
         geo = None if value is None else str(value)
-    time = _array(group, "time")
+    time = _array(group, "time", url)
     times = decode_times(np.asarray(time[...]), time.attrs)
-    ids = [str(p) for p in np.asarray(_array(group, "product_id")[...])]
+    ids = [str(p) for p in np.asarray(_array(group, "product_id", url)[...])]
     return StoredCube(
         dims=dims,
         shape=shape,
@@ -80,5 +93,5 @@ def read_stored(target: StorageTarget, variable: str) -> StoredCube:
         shards=None if shards is None else tuple(shards),
         geo_transform=geo,
         keys=list(zip(times, ids, strict=True)),
-        metadata=[str(m) for m in np.asarray(_array(group, "metadata")[...])],
+        metadata=[str(m) for m in np.asarray(_array(group, "metadata", url)[...])],
     )
