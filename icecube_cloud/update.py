@@ -49,7 +49,7 @@ from icecube_cloud.write.skeleton import (
     skeleton_documents,
     stored_compression,
 )
-from icecube_cloud.write.stored import StoredCube, read_stored
+from icecube_cloud.write.stored import StoredCube, read_metadata, read_stored
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def _changes(target: StorageTarget, root: dict[str, Any], plan: CubePlan) -> _Wo
     changed = tuple(t for t, key in enumerate(new_keys) if t >= len(old_keys) or old_keys[t] != key)
     old_ids = {k[1] for k in old_keys}
     added = tuple(k[1] for k in new_keys if k[1] and k[1] not in old_ids)
-    metadata = stored.metadata + [""] * (len(new_keys) - len(old_keys))
+    metadata = read_metadata(target) + [""] * (len(new_keys) - len(old_keys))
     return _Work(changed, added, metadata, fingerprint, resuming)
 
 

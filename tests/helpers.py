@@ -15,6 +15,17 @@ import rasterio.shutil
 from icecube_cloud.synthetic import make_stack
 
 
+def cube_files(root: Path) -> dict[str, bytes]:
+    """Every file of a local cube by relative path; the root document without its creation time."""
+    files = {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+    doc = json.loads(files.pop("zarr.json"))
+    doc["attributes"].pop("created")
+    files["zarr.json"] = json.dumps(doc, sort_keys=True).encode()
+    return files
+
+
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]

@@ -7,7 +7,6 @@ a cluster inside the client's process, write the same bytes.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from distributed import Client, get_task_stream
+from helpers import cube_files
 
 from icecube_cloud.build import build_cube, plan_cube
 from icecube_cloud.ingest import ingest
@@ -26,16 +26,6 @@ from icecube_cloud.write.bands import plan_bands
 from icecube_cloud.write.materialise import execute
 
 DASK = str(Path(sys.executable).parent / "dask")
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    files = {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-    doc = json.loads(files.pop("zarr.json"))
-    doc["attributes"].pop("created")
-    files["zarr.json"] = json.dumps(doc, sort_keys=True).encode()
-    return files
 
 
 @pytest.fixture
@@ -155,4 +145,4 @@ def test_in_process_build_writes_the_same_bytes_as_worker_processes(tmp_path, da
     build_cube(cat, cfg, str(tmp_path / "procs.zarr"), scheduler=dask_scheduler, register=False)
     result = build_cube(cat, cfg, str(tmp_path / "inproc.zarr"), workers=2, register=False)
     assert result.chunks_written == result.plan.n_chunks == 4 * 4 * 3
-    assert _tree(tmp_path / "inproc.zarr") == _tree(tmp_path / "procs.zarr")
+    assert cube_files(tmp_path / "inproc.zarr") == cube_files(tmp_path / "procs.zarr")

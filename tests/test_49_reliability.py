@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 from distributed import Client
+from helpers import cube_files
 
 from icecube_cloud.build import build_cube
 from icecube_cloud.ingest import ingest
@@ -24,16 +25,6 @@ from icecube_cloud.write.lease import LEASE_KEY, LeaseHeldError, acquire
 
 EXE = str(Path(sys.executable).parent / "icecube-cloud")
 CFG = {"chunks": {"azimuth": 32, "range": 32}}
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    files = {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-    doc = json.loads(files.pop("zarr.json"))
-    doc["attributes"].pop("created")
-    files["zarr.json"] = json.dumps(doc, sort_keys=True).encode()
-    return files
 
 
 @pytest.fixture
@@ -105,7 +96,7 @@ def test_concurrent_builds_never_interleave(stack, dask_scheduler):
     assert codes[0] == 0, results
     loser = next(err for code, err in results if code != 0)
     assert codes[1] in (1, 2) and ("another process" in loser or "already exists" in loser), results
-    assert _tree(out) == _tree(stack / "clean.zarr")
+    assert cube_files(out) == cube_files(stack / "clean.zarr")
 
 
 def test_sigkilled_worker_gives_identical_bytes(stack, dask_processes):
@@ -126,7 +117,7 @@ def test_sigkilled_worker_gives_identical_bytes(stack, dask_processes):
     os.kill(victims[0], signal.SIGKILL)  # a worker dies mid-build; its nanny starts a new one
     thread.join(timeout=300)
     assert not errors, errors
-    assert _tree(out) == _tree(stack / "clean.zarr")
+    assert cube_files(out) == cube_files(stack / "clean.zarr")
 
 
 def test_commit_removes_the_litter_of_killed_writes(stack, dask_scheduler, monkeypatch):
@@ -150,7 +141,7 @@ def test_commit_removes_the_litter_of_killed_writes(stack, dask_scheduler, monke
     with Client(dask_scheduler) as client:
         execute(plan_cube(str(stack / "cat"), CFG), str(out), client=client)
     assert not litter.exists()
-    assert _tree(out) == _tree(stack / "clean.zarr")
+    assert cube_files(out) == cube_files(stack / "clean.zarr")
 
 
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(stack, dask_scheduler):
@@ -173,7 +164,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(stack, dask_scheduler):
         xr.open_zarr(out)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert _tree(out) == _tree(stack / "clean16.zarr")
+    assert cube_files(out) == cube_files(stack / "clean16.zarr")
 
 
 def test_a_polling_reader_never_sees_an_incomplete_cube(stack, dask_scheduler):

@@ -1,8 +1,9 @@
 """What ``update`` needs to know of a stored cube, read with zarr alone.
 
-The pixel variable's layout and geometry and the per-time keys (time, product) and metadata: a few
-small arrays and the consolidated metadata, without importing xarray (an ``update`` that finds
-nothing to do then costs what a small build costs, README Performance).
+The pixel variable's layout and geometry and the per-time keys (time, product): two small arrays and
+the consolidated metadata, without importing xarray (an ``update`` that finds nothing to do then
+costs what a small build costs, README Performance). The stored product metadata, the biggest of the
+per-time arrays, is read separately (:func:`read_metadata`), only by an update that rewrites slices.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ class StoredCube:
         shards: Its shards, or ``None``.
         geo_transform: The map grid's GDAL ``GeoTransform`` (``None``: SAR geometry).
         keys: Per time slice, (time, product id; '' for gaps).
-        metadata: Per time slice, the stored metadata JSON.
     """
 
     dims: tuple[str, ...]
@@ -40,7 +40,17 @@ class StoredCube:
     shards: tuple[int, ...] | None
     geo_transform: str | None
     keys: list[tuple[np.datetime64, str]]
-    metadata: list[str]
+
+
+def _url(target: StorageTarget) -> str:
+    return public_url(target.url)
+
+
+def _group(target: StorageTarget) -> zarr.Group:
+    """The cube's root group, opened from its consolidated metadata."""
+    return zarr.open_group(
+        target.zarr_store(read_only=True), mode="r", zarr_format=3, use_consolidated=True
+    )
 
 
 def _array(group: zarr.Group, name: str, url: str) -> zarr.Array[Any]:
@@ -63,10 +73,7 @@ def read_stored(target: StorageTarget, variable: str) -> StoredCube:
     Raises:
         DataError: An array the cube must have is missing.
     """
-    url = public_url(target.url)
-    group = zarr.open_group(
-        target.zarr_store(read_only=True), mode="r", zarr_format=3, use_consolidated=True
-    )
+    url, group = _url(target), _group(target)
     names = set(group.array_keys())
     dims: tuple[str, ...] = ()
     shape: tuple[int, ...] = ()
@@ -93,5 +100,13 @@ def read_stored(target: StorageTarget, variable: str) -> StoredCube:
         shards=None if shards is None else tuple(shards),
         geo_transform=geo,
         keys=list(zip(times, ids, strict=True)),
-        metadata=[str(m) for m in np.asarray(_array(group, "metadata", url)[...])],
     )
+
+
+def read_metadata(target: StorageTarget) -> list[str]:
+    """Per time slice, the stored product metadata JSON ('' for gaps).
+
+    Raises:
+        DataError: The cube has no ``metadata`` array.
+    """
+    return [str(m) for m in np.asarray(_array(_group(target), "metadata", _url(target))[...])]
